@@ -1,0 +1,38 @@
+# Two commands on a fresh machine with Python 3.11+ and make: `make serve` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: serve test lint typecheck buflint unit proto sandbox clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/payments serve
+
+test: lint typecheck buflint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# buf lint needs Node's npx (it fetches buf from the npm registry); skipped with a message without it.
+buflint:
+	@if command -v npx >/dev/null 2>&1; then \
+		echo "buf lint"; npx --yes @bufbuild/buf lint; \
+	else echo "npx not found: skipping buf lint"; fi
+
+proto: $(STAMP)
+	$(BIN)/python proto/generate.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Outbound PSP adapters behind server.app.psp.PaymentProvider, the retry policy, and the sandboxes."""

@@ -1,0 +1,175 @@
+"""An instant, deterministic PSP living in the server process.
+
+It behaves like an idempotent PSP — the same PSP key always gets the same result and executes once —
+declines Stripe's test payment methods the way Stripe does, and can be told to be unavailable or to
+lose answers. Used by unit/integration tests and the benchmark (as the "instant PSP" floor), and by
+`payments serve` only when configured with PAYMENTS_PSP=inprocess.
+
+Its ledger is two mappings, so tests can hand it mappings shared between processes (a
+multiprocessing manager's dicts) and count PSP calls across several server processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+
+from server.app.deadline import Deadline
+from server.app.psp import (
+    ChargeOrder,
+    Order,
+    OutcomeKind,
+    PayoutOrder,
+    PspOutcome,
+    PspRejectedError,
+    PspUnavailableError,
+    RefundOrder,
+)
+from server.domain.model import Failure
+
+DECLINES: dict[str, Failure] = {
+    "pm_card_visa_chargeDeclined": Failure("card_declined", "Your card was declined.", "generic_decline"),
+    "pm_card_chargeDeclinedInsufficientFunds": Failure(
+        "card_declined", "Your card has insufficient funds.", "insufficient_funds"
+    ),
+    "pm_card_chargeDeclinedExpiredCard": Failure("expired_card", "Your card has expired.", "expired_card"),
+}
+SUCCEEDING = frozenset({"pm_card_visa", "pm_card_mastercard", "pm_card_amex"})
+REQUIRING_ACTION = frozenset({"pm_card_authenticationRequired", "pm_card_threeDSecure2Required"})
+
+
+class FaultKind:
+    UNAVAILABLE = "unavailable"  # refused before doing anything
+    LOSE_ANSWER = "lose_answer"  # does the work, then the answer is lost
+
+
+@dataclass(frozen=True, slots=True)
+class _Fault:
+    kind: str
+    remaining: int
+
+
+class InProcessSandbox:
+    """Single-attempt adapter (wrap it with adapters.retry.RetryingProvider)."""
+
+    def __init__(
+        self,
+        name: str = "sandbox",
+        *,
+        calls: MutableMapping[str, int] | None = None,
+        results: MutableMapping[str, tuple[str, str, str, str, str]] | None = None,
+        latency_seconds: float = 0.0,
+    ) -> None:
+        self._name = name
+        self.calls: MutableMapping[str, int] = calls if calls is not None else {}
+        self._results: MutableMapping[str, tuple[str, str, str, str, str]] = (
+            results if results is not None else {}
+        )
+        self._latency = latency_seconds
+        self._lock = threading.Lock()
+        self._faults: list[_Fault] = []
+        self._down = False
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    # -- control, for tests -------------------------------------------------------------------
+
+    def fail_next(self, count: int, kind: str = FaultKind.UNAVAILABLE) -> None:
+        with self._lock:
+            self._faults.append(_Fault(kind, count))
+
+    def set_down(self, down: bool) -> None:
+        """While down, every request is refused (connection refused, nothing executed)."""
+        self._down = down
+
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    def executions(self) -> int:
+        return len(self._results)
+
+    # -- the PSP ------------------------------------------------------------------------------
+
+    def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
+        return {}
+
+    async def charge(self, order: ChargeOrder, deadline: Deadline) -> PspOutcome:
+        return await self._execute(order.psp_key, "ch", lambda: self._charge_result(order))
+
+    async def refund(self, order: RefundOrder, deadline: Deadline) -> PspOutcome:
+        if not order.payment_psp_reference:
+            raise PspRejectedError("refund of a charge this PSP does not know", code="resource_missing")
+        return await self._execute(order.psp_key, "re", lambda: PspOutcome(OutcomeKind.SUCCEEDED))
+
+    async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome:
+        return await self._execute(order.psp_key, "po", lambda: PspOutcome(OutcomeKind.SUCCEEDED))
+
+    async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
+        stored = self._results.get(order.psp_key)
+        return _decode(stored) if stored else PspOutcome(OutcomeKind.UNKNOWN)
+
+    def _charge_result(self, order: ChargeOrder) -> PspOutcome:
+        method = order.payment_method
+        if method in DECLINES:
+            return PspOutcome(OutcomeKind.FAILED, failure=DECLINES[method])
+        if method in REQUIRING_ACTION:
+            return PspOutcome(OutcomeKind.REQUIRES_ACTION)
+        if method in SUCCEEDING:
+            return PspOutcome(OutcomeKind.SUCCEEDED)
+        raise PspRejectedError(f"No such PaymentMethod: '{method[:40]}'", code="resource_missing")
+
+    async def _execute(self, psp_key: str, prefix: str, decide: Callable[[], PspOutcome]) -> PspOutcome:
+        self.calls[psp_key] = self.calls.get(psp_key, 0) + 1
+        if self._latency:
+            await asyncio.sleep(self._latency)
+        if self._down:
+            raise PspUnavailableError("sandbox is down (connection refused)", possibly_executed=False)
+        fault = self._take_fault()
+        if fault == FaultKind.UNAVAILABLE:
+            raise PspUnavailableError("sandbox: 503 service unavailable", possibly_executed=False)
+        stored = self._results.get(psp_key)
+        if stored is None:
+            outcome = decide()
+            reference = f"sbx_{prefix}_{hashlib.sha256(psp_key.encode()).hexdigest()[:24]}"
+            outcome = PspOutcome(
+                outcome.kind, reference, outcome.failure, {"psp_request_id": f"req_{reference}"}
+            )
+            self._results[psp_key] = _encode(outcome)
+        else:
+            outcome = _decode(stored)
+        if fault == FaultKind.LOSE_ANSWER:
+            raise PspUnavailableError("sandbox: connection reset after the work", possibly_executed=True)
+        return outcome
+
+    def _take_fault(self) -> str | None:
+        with self._lock:
+            if not self._faults:
+                return None
+            fault = self._faults[0]
+            if fault.remaining <= 1:
+                self._faults.pop(0)
+            else:
+                self._faults[0] = _Fault(fault.kind, fault.remaining - 1)
+            return fault.kind
+
+
+def _encode(outcome: PspOutcome) -> tuple[str, str, str, str, str]:
+    failure = outcome.failure or Failure("")
+    return (
+        str(outcome.kind),
+        outcome.psp_reference or "",
+        failure.code,
+        failure.message,
+        failure.decline_code,
+    )
+
+
+def _decode(stored: tuple[str, str, str, str, str]) -> PspOutcome:
+    kind, reference, code, message, decline = stored
+    failure = Failure(code, message, decline) if code else None
+    return PspOutcome(OutcomeKind(kind), reference or None, failure, {"psp_request_id": f"req_{reference}"})

@@ -1,0 +1,1 @@
+"""The gRPC edge: validation, conversion, error mapping and the servicer."""

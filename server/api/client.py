@@ -1,0 +1,16 @@
+"""Typed access to the generated client stub (the generated module itself is untyped)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from payments.v1 import payment_service_pb2_grpc as svc_grpc
+
+# The generated stub has one attribute per RPC, each a multi-callable taking the request.
+PaymentStub = Any
+
+
+def payment_stub(channel: grpc.Channel | grpc.aio.Channel) -> PaymentStub:
+    return svc_grpc.PaymentServiceStub(channel)  # type: ignore[no-untyped-call]

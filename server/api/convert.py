@@ -1,0 +1,96 @@
+"""Domain resources to payments.v1 messages, and the reply encoder the use cases store bytes with.
+
+Responses are serialized deterministically once; those exact bytes are sent and stored, so a replay
+is byte-identical to the first answer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf import timestamp_pb2
+
+from payments.v1 import payment_service_pb2 as svc
+from payments.v1 import resources_pb2 as res
+from server.api.errors import error_status
+from server.app.store import StoredReply
+from server.domain.errors import DomainError
+from server.domain.ids import IdKind, format_id
+from server.domain.model import Failure, Payment, Payout, Refund, SepaDestination
+from server.domain.money import Money
+
+
+def money_pb(money: Money) -> res.Money:
+    return res.Money(amount_minor=money.amount_minor, currency=money.currency)
+
+
+def timestamp_pb(at: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(at)
+    return stamp
+
+
+def failure_pb(failure: Failure | None) -> res.Failure | None:
+    if failure is None:
+        return None
+    return res.Failure(code=failure.code, message=failure.message, decline_code=failure.decline_code)
+
+
+def payment_pb(p: Payment) -> res.Payment:
+    return res.Payment(
+        id=format_id(IdKind.PAYMENT, p.id), status=f"PAYMENT_STATUS_{p.status}",
+        amount=money_pb(p.amount), amount_refunded=money_pb(Money(p.amount_refunded, p.amount.currency)),
+        customer_id=p.customer_id, description=p.description, metadata=p.metadata, psp=p.psp,
+        psp_reference=p.psp_reference or "", failure=failure_pb(p.failure),
+        create_time=timestamp_pb(p.created_at), update_time=timestamp_pb(p.updated_at),
+    )  # fmt: skip
+
+
+def refund_pb(r: Refund) -> res.Refund:
+    return res.Refund(
+        id=format_id(IdKind.REFUND, r.id), payment_id=format_id(IdKind.PAYMENT, r.payment_id),
+        status=f"REFUND_STATUS_{r.status}", amount=money_pb(r.amount),
+        reason=r.reason, psp=r.psp, psp_reference=r.psp_reference or "", failure=failure_pb(r.failure),
+        create_time=timestamp_pb(r.created_at), update_time=timestamp_pb(r.updated_at),
+    )  # fmt: skip
+
+
+def payout_pb(p: Payout) -> res.Payout:
+    message = res.Payout(
+        id=format_id(IdKind.PAYOUT, p.id), status=f"PAYOUT_STATUS_{p.status}",
+        amount=money_pb(p.amount), instant=p.instant, reference=p.reference, psp=p.psp,
+        psp_reference=p.psp_reference or "", failure=failure_pb(p.failure),
+        create_time=timestamp_pb(p.created_at), update_time=timestamp_pb(p.updated_at),
+    )  # fmt: skip
+    dest = p.destination
+    if isinstance(dest, SepaDestination):
+        message.sepa_account.CopyFrom(res.SepaAccount(
+            iban=dest.masked_iban, bic=dest.bic, name=dest.name,
+            address=res.PostalAddress(country=dest.country, town=dest.town, street=dest.street,
+                                      postcode=dest.postcode),
+        ))  # fmt: skip
+    else:
+        message.stripe_account_id = dest.account_id
+    return message
+
+
+def serialize(message: object) -> bytes:
+    data: bytes = message.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
+    return data
+
+
+class ProtoReplyEncoder:
+    """Implements server.app.replies.ReplyEncoder with payments.v1 messages."""
+
+    def charge(self, payment: Payment) -> bytes:
+        return serialize(svc.ChargeResponse(payment=payment_pb(payment)))
+
+    def refund(self, refund: Refund) -> bytes:
+        return serialize(svc.RefundResponse(refund=refund_pb(refund)))
+
+    def payout(self, payout: Payout) -> bytes:
+        return serialize(svc.PayoutResponse(payout=payout_pb(payout)))
+
+    def error(self, error: DomainError) -> StoredReply:
+        status = error_status(error)
+        return StoredReply(status.code, serialize(status))

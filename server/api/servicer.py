@@ -1,0 +1,208 @@
+"""payments.v1.PaymentService over grpc.aio.
+
+The service is registered with a generic handler whose response serializer passes bytes through: the
+use cases return the exact bytes they stored, so a replay is byte-identical, and undecodable request
+bytes become INVALID_ARGUMENT instead of grpc's INTERNAL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+from google.rpc import status_pb2
+
+from payments.v1 import payment_service_pb2 as svc
+from server.api import convert, validation
+from server.api.errors import error_status, grpc_code, internal_status
+from server.app.context import CallContext
+from server.app.deadline import Deadline
+from server.app.operations import Operations
+from server.app.queries import Queries
+from server.app.replies import Reply
+from server.domain.errors import DomainError, FieldViolation, InvalidRequest
+from server.domain.ids import IdKind
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "payments.v1.PaymentService"
+REPLAYED_HEADER = "idempotent-replayed"
+_NO_DEADLINE_THRESHOLD = 86_400.0  # grpc reports "no deadline" as a huge time_remaining()
+
+
+class MalformedRequest:
+    """Stands in for a request whose bytes did not decode."""
+
+
+class ClientIdentifier(Protocol):
+    """Who is calling; authentication plugs in here (design.md §8)."""
+
+    def client_id(self, context: grpc.aio.ServicerContext[Any, Any]) -> str: ...
+
+
+class SingleClient:
+    """Every caller is the same client: the local default until authentication is configured."""
+
+    def __init__(self, client_id: str = "default") -> None:
+        self._client_id = client_id
+
+    def client_id(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        return self._client_id
+
+
+def call_context(context: grpc.aio.ServicerContext[Any, Any], client_id: str) -> CallContext:
+    remaining = context.time_remaining()
+    deadline = Deadline.after(
+        remaining if remaining is not None and remaining < _NO_DEADLINE_THRESHOLD else None
+    )
+    traceparent = None
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent" and isinstance(value, str):
+            traceparent = value[:128]
+    return CallContext(client_id=client_id, deadline=deadline, trace_context=traceparent)
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2.Status) -> None:
+    await context.abort(
+        grpc_code(status.code),
+        status.message,
+        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+    )
+
+
+class PaymentServicer:
+    def __init__(self, operations: Operations, queries: Queries, identifier: ClientIdentifier) -> None:
+        self._ops = operations
+        self._queries = queries
+        self._identifier = identifier
+
+    async def _run(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        request: object,
+        work: Callable[[CallContext], Awaitable[Reply | Message]],
+    ) -> bytes | Message:
+        status: status_pb2.Status
+        try:
+            if isinstance(request, MalformedRequest):
+                raise InvalidRequest(
+                    [FieldViolation("request", "is not a valid protobuf message", "MALFORMED")]
+                )
+            ctx = call_context(context, self._identifier.client_id(context))
+            result = await work(ctx)
+        except DomainError as exc:
+            status = error_status(exc)
+        except Exception:
+            log.exception("unexpected error in %s", type(request).__name__)
+            status = internal_status("internal error; the operation may be retried with the same key")
+        else:
+            if not isinstance(result, Reply):
+                return result
+            if result.replayed:
+                await context.send_initial_metadata(((REPLAYED_HEADER, "true"),))
+            if result.code == 0:
+                return result.body
+            status = status_pb2.Status.FromString(result.body)
+        await _abort(context, status)
+        raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+
+    async def Charge(
+        self, request: svc.ChargeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes | Message:
+        return await self._run(
+            context, request, lambda ctx: self._ops.charge(validation.charge_command(request), ctx)
+        )
+
+    async def Refund(
+        self, request: svc.RefundRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes | Message:
+        return await self._run(
+            context, request, lambda ctx: self._ops.refund(validation.refund_command(request), ctx)
+        )
+
+    async def Payout(
+        self, request: svc.PayoutRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes | Message:
+        return await self._run(
+            context, request, lambda ctx: self._ops.payout(validation.payout_command(request), ctx)
+        )
+
+    async def GetPayment(
+        self, request: svc.GetPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes | Message:
+        async def work(ctx: CallContext) -> Message:
+            payment = await self._queries.get_payment(validation.resource_id(request.id, IdKind.PAYMENT), ctx)
+            return svc.GetPaymentResponse(payment=convert.payment_pb(payment))
+
+        return await self._run(context, request, work)
+
+    async def GetRefund(
+        self, request: svc.GetRefundRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes | Message:
+        async def work(ctx: CallContext) -> Message:
+            refund = await self._queries.get_refund(validation.resource_id(request.id, IdKind.REFUND), ctx)
+            return svc.GetRefundResponse(refund=convert.refund_pb(refund))
+
+        return await self._run(context, request, work)
+
+    async def GetPayout(
+        self, request: svc.GetPayoutRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes | Message:
+        async def work(ctx: CallContext) -> Message:
+            payout = await self._queries.get_payout(validation.resource_id(request.id, IdKind.PAYOUT), ctx)
+            return svc.GetPayoutResponse(payout=convert.payout_pb(payout))
+
+        return await self._run(context, request, work)
+
+    async def ListPayments(
+        self, request: svc.ListPaymentsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes | Message:
+        async def work(ctx: CallContext) -> Message:
+            page = await self._queries.list_payments(validation.list_query(request), ctx)
+            return svc.ListPaymentsResponse(
+                payments=[convert.payment_pb(p) for p in page.payments], next_page_token=page.next_page_token
+            )
+
+        return await self._run(context, request, work)
+
+
+_REQUESTS: dict[str, type[Message]] = {
+    "Charge": svc.ChargeRequest,
+    "Refund": svc.RefundRequest,
+    "Payout": svc.PayoutRequest,
+    "GetPayment": svc.GetPaymentRequest,
+    "GetRefund": svc.GetRefundRequest,
+    "GetPayout": svc.GetPayoutRequest,
+    "ListPayments": svc.ListPaymentsRequest,
+}
+
+
+def _deserializer(message_type: type[Message]) -> Callable[[bytes], object]:
+    def parse(data: bytes) -> object:
+        try:
+            return message_type.FromString(data)
+        except (DecodeError, RuntimeError, ValueError):
+            return MalformedRequest()
+
+    return parse
+
+
+def _serialize(response: bytes | Message) -> bytes:
+    if isinstance(response, bytes):
+        return response
+    return convert.serialize(response)
+
+
+def generic_handler(servicer: PaymentServicer) -> grpc.GenericRpcHandler[Any, Any]:
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name),
+            request_deserializer=_deserializer(message),
+            response_serializer=_serialize,
+        )
+        for name, message in _REQUESTS.items()
+    }
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)

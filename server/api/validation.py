@@ -1,0 +1,242 @@
+"""Request validation at the edge: a payments.v1 request becomes a command, or INVALID_ARGUMENT with
+every field violation at once. Nothing is stored for a request refused here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from google.protobuf.message import Message
+from schwifty import BIC, IBAN
+
+from payments.v1 import payment_service_pb2 as svc
+from payments.v1 import resources_pb2 as res
+from server.app.commands import ChargeCommand, PayoutCommand, RefundCommand
+from server.app.queries import ListPaymentsQuery
+from server.domain.errors import FieldViolation, InvalidRequest
+from server.domain.idempotency import fingerprint, key_problem
+from server.domain.ids import IdKind, MalformedId, parse_id
+from server.domain.model import PayoutDestination, SepaDestination, StripeAccountDestination, mask_iban
+from server.domain.money import Currency, Money, UnknownCurrency
+from server.domain.states import PaymentStatus
+
+MAX_TOKEN = 255
+MAX_TEXT = 1000
+MAX_METADATA_ENTRIES = 50
+MAX_METADATA_KEY = 40
+MAX_METADATA_VALUE = 500
+MAX_REFERENCE = 140
+MAX_NAME = 70
+SEPA_INSTANT_MAX_MINOR = 10_000_000  # EUR 100,000.00
+
+_CARD_NUMBER = re.compile(r"(?:\d[ -]?){12,19}")
+_STRIPE_ACCOUNT = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+class _Violations:
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str, reason: str = "INVALID_FIELD") -> None:
+        self.items.append(FieldViolation(field, description, reason))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidRequest(self.items)
+
+
+def _printable(text: str) -> bool:
+    return all(0x20 <= ord(ch) <= 0x7E for ch in text)
+
+
+def _key(v: _Violations, key: str) -> None:
+    problem = key_problem(key)
+    if problem:
+        reason = "MISSING_IDEMPOTENCY_KEY" if not key else "INVALID_IDEMPOTENCY_KEY"
+        v.add("idempotency_key", problem, reason)
+
+
+def _text(v: _Violations, field: str, value: str, limit: int, *, required: bool = False) -> None:
+    if required and not value.strip():
+        v.add(field, "is required", "MISSING_FIELD")
+    elif len(value) > limit:
+        v.add(field, f"must be at most {limit} characters", "FIELD_TOO_LONG")
+    elif any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        v.add(field, "must not contain control characters", "INVALID_CHARACTERS")
+
+
+def _money(v: _Violations, field: str, amount: res.Money) -> Money | None:
+    code = amount.currency
+    try:
+        currency = Currency.of(code)
+    except UnknownCurrency:
+        v.add(f"{field}.currency", "must be an ISO 4217 currency code such as EUR", "UNKNOWN_CURRENCY")
+        currency = None
+    if amount.amount_minor <= 0:
+        v.add(f"{field}.amount_minor", "must be positive", "AMOUNT_NOT_POSITIVE")
+        return None
+    if currency is not None and amount.amount_minor > currency.max_amount_minor:
+        limit = Money(currency.max_amount_minor, currency.code).format()
+        v.add(f"{field}.amount_minor", f"must be at most {limit}", "AMOUNT_OVER_LIMIT")
+        return None
+    return Money(amount.amount_minor, code) if currency is not None else None
+
+
+def _metadata(v: _Violations, metadata: dict[str, str]) -> None:
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        v.add("metadata", f"must have at most {MAX_METADATA_ENTRIES} entries", "TOO_MANY_ENTRIES")
+        return
+    for key, value in metadata.items():
+        if not key or len(key) > MAX_METADATA_KEY or not _printable(key):
+            v.add("metadata", f"keys must be 1-{MAX_METADATA_KEY} printable ASCII characters", "INVALID_KEY")
+            return
+        if len(value) > MAX_METADATA_VALUE:
+            v.add(f"metadata[{key}]", f"must be at most {MAX_METADATA_VALUE} characters", "FIELD_TOO_LONG")
+
+
+def canonical_without_key(request: Message) -> bytes:
+    """Deterministic bytes of the request with its idempotency key cleared: the fingerprint input."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    copy.ClearField("idempotency_key")
+    data: bytes = copy.SerializeToString(deterministic=True)
+    return data
+
+
+def charge_command(req: svc.ChargeRequest) -> ChargeCommand:
+    v = _Violations()
+    _key(v, req.idempotency_key)
+    amount = _money(v, "amount", req.amount) if req.HasField("amount") else None
+    if not req.HasField("amount"):
+        v.add("amount", "is required", "MISSING_FIELD")
+    method = req.payment_method
+    if not method:
+        v.add("payment_method", "is required", "MISSING_FIELD")
+    elif _CARD_NUMBER.search(method):
+        v.add("payment_method", "must be a PSP payment-method token, never card data", "CARD_DATA_REFUSED")
+    elif len(method) > MAX_TOKEN or not _printable(method):
+        v.add("payment_method", f"must be at most {MAX_TOKEN} printable ASCII characters", "INVALID_TOKEN")
+    _text(v, "customer_id", req.customer_id, MAX_TOKEN)
+    _text(v, "description", req.description, MAX_TEXT)
+    metadata = dict(req.metadata)
+    _metadata(v, metadata)
+    v.raise_if_any()
+    assert amount is not None
+    return ChargeCommand(
+        idempotency_key=req.idempotency_key,
+        fingerprint=fingerprint("Charge", canonical_without_key(req)),
+        amount=amount, payment_method=method, customer_id=req.customer_id,
+        description=req.description, metadata=metadata,
+    )  # fmt: skip
+
+
+def refund_command(req: svc.RefundRequest) -> RefundCommand:
+    v = _Violations()
+    _key(v, req.idempotency_key)
+    if not req.payment_id:
+        v.add("payment_id", "is required", "MISSING_FIELD")
+    else:
+        try:
+            parse_id(IdKind.PAYMENT, req.payment_id)
+        except MalformedId as exc:
+            v.add("payment_id", str(exc), "MALFORMED_ID")
+    amount = _money(v, "amount", req.amount) if req.HasField("amount") else None
+    _text(v, "reason", req.reason, MAX_TEXT)
+    v.raise_if_any()
+    return RefundCommand(
+        idempotency_key=req.idempotency_key,
+        fingerprint=fingerprint("Refund", canonical_without_key(req)),
+        payment_id_text=req.payment_id, amount=amount, reason=req.reason,
+    )  # fmt: skip
+
+
+def _sepa_destination(v: _Violations, account: res.SepaAccount) -> SepaDestination | None:
+    iban_text = ""
+    try:
+        iban_text = str(IBAN(account.iban).compact)
+    except Exception:  # schwifty raises several exception types; all mean "not a valid IBAN"
+        shown = mask_iban(account.iban) if account.iban else "empty"
+        v.add("sepa_account.iban", f"is not a valid IBAN ({shown})", "INVALID_IBAN")
+    bic_text = ""
+    if account.bic:
+        try:
+            bic_text = str(BIC(account.bic).compact)
+        except Exception:
+            v.add("sepa_account.bic", "is not a valid BIC", "INVALID_BIC")
+    _text(v, "sepa_account.name", account.name, MAX_NAME, required=True)
+    address = account.address
+    if not _COUNTRY.match(address.country):
+        v.add(
+            "sepa_account.address.country", "must be an ISO 3166 alpha-2 code such as DE", "INVALID_COUNTRY"
+        )
+    _text(v, "sepa_account.address.town", address.town, 35, required=True)
+    _text(v, "sepa_account.address.street", address.street, 70)
+    _text(v, "sepa_account.address.postcode", address.postcode, 16)
+    if not iban_text:
+        return None
+    return SepaDestination(
+        iban=iban_text, bic=bic_text, name=account.name, country=address.country, town=address.town,
+        street=address.street, postcode=address.postcode,
+    )  # fmt: skip
+
+
+def payout_command(req: svc.PayoutRequest) -> PayoutCommand:
+    v = _Violations()
+    _key(v, req.idempotency_key)
+    if not req.HasField("amount"):
+        v.add("amount", "is required", "MISSING_FIELD")
+    amount = _money(v, "amount", req.amount) if req.HasField("amount") else None
+    destination: PayoutDestination | None = None
+    which = req.WhichOneof("destination")
+    if which == "sepa_account":
+        destination = _sepa_destination(v, req.sepa_account)
+        if amount is not None and amount.currency != "EUR":
+            v.add("amount.currency", "SEPA credit transfers are in EUR", "CURRENCY_NOT_SUPPORTED")
+        elif amount is not None and req.instant and amount.amount_minor > SEPA_INSTANT_MAX_MINOR:
+            v.add("amount.amount_minor", "SEPA Instant allows at most 100000.00 EUR", "AMOUNT_OVER_LIMIT")
+    elif which == "stripe_account_id":
+        if not _STRIPE_ACCOUNT.match(req.stripe_account_id):
+            v.add("stripe_account_id", "must be a Stripe connected account id (acct_…)", "INVALID_ACCOUNT")
+        elif req.instant:
+            v.add("instant", "applies to SEPA payouts only", "INVALID_FIELD")
+        else:
+            destination = StripeAccountDestination(req.stripe_account_id)
+    else:
+        v.add("destination", "one of sepa_account or stripe_account_id is required", "MISSING_FIELD")
+    _text(v, "reference", req.reference, MAX_REFERENCE)
+    v.raise_if_any()
+    assert amount is not None
+    assert destination is not None
+    return PayoutCommand(
+        idempotency_key=req.idempotency_key,
+        fingerprint=fingerprint("Payout", canonical_without_key(req)),
+        amount=amount, destination=destination, instant=req.instant, reference=req.reference,
+    )  # fmt: skip
+
+
+def list_query(req: svc.ListPaymentsRequest) -> ListPaymentsQuery:
+    v = _Violations()
+    if req.page_size < 0:
+        v.add("page_size", "must not be negative", "INVALID_FIELD")
+    status: PaymentStatus | None = None
+    if req.status:
+        name = res.PaymentStatus.Name(req.status) if req.status in res.PaymentStatus.values() else ""
+        if not name:
+            v.add("status", "is not a payment status", "INVALID_ENUM")
+        else:
+            status = PaymentStatus(name.removeprefix("PAYMENT_STATUS_"))
+    _text(v, "customer_id", req.customer_id, MAX_TOKEN)
+    if len(req.page_token) > 1024:
+        v.add("page_token", "is not a token this listing issued", "INVALID_PAGE_TOKEN")
+    v.raise_if_any()
+    return ListPaymentsQuery(req.page_size, req.page_token, status, req.customer_id or None)
+
+
+def resource_id(field_value: str, kind: IdKind) -> str:
+    """Validates a Get…Request.id: INVALID_ARGUMENT when malformed (unknown ids are NOT_FOUND later)."""
+    try:
+        parse_id(kind, field_value)
+    except MalformedId as exc:
+        raise InvalidRequest([FieldViolation("id", str(exc), "MALFORMED_ID")]) from None
+    return field_value

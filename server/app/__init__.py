@@ -1,0 +1,1 @@
+"""Use cases (charge, refund, payout, queries) and the ports they need."""

@@ -1,0 +1,38 @@
+"""Validated requests, as the use cases receive them from the edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.domain.model import PayoutDestination
+from server.domain.money import Money
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeCommand:
+    idempotency_key: str
+    fingerprint: bytes
+    amount: Money
+    payment_method: str
+    customer_id: str
+    description: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RefundCommand:
+    idempotency_key: str
+    fingerprint: bytes
+    payment_id_text: str
+    amount: Money | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutCommand:
+    idempotency_key: str
+    fingerprint: bytes
+    amount: Money
+    destination: PayoutDestination
+    instant: bool
+    reference: str

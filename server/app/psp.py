@@ -1,0 +1,144 @@
+"""The one port every payment service provider implements: card PSPs and SEPA banks alike.
+
+An operation is described by what the PSP needs (amount, destination, our ids, the derived PSP
+idempotency key); the answer is an outcome. Adapters only translate to and from their wire protocol;
+retries live in one place (adapters/retry.py), which wraps a single-attempt adapter into this port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from server.app.deadline import Deadline
+from server.domain.model import Failure, PayoutDestination
+from server.domain.money import Money
+
+
+class OutcomeKind(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # final, with a failure (decline, rejection by the bank)
+    PENDING = "pending"  # accepted; the PSP finishes later (SEPA, Stripe "processing")
+    REQUIRES_ACTION = "requires_action"  # the customer must act (3-D Secure)
+    RETURNED = "returned"  # a paid payout came back
+    UNKNOWN = "unknown"  # possibly executed, the answer was lost: never a failure
+
+
+@dataclass(frozen=True, slots=True)
+class PspOutcome:
+    kind: OutcomeKind
+    psp_reference: str | None = None
+    failure: Failure | None = None
+    # PSP-specific facts to keep with the resource (SEPA message ids, Stripe request id, ...).
+    data: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeOrder:
+    payment_id: str
+    client_id: str
+    idempotency_key: str  # the caller's key: goes to PSP metadata so the payment can be found again
+    psp_key: str  # the derived PSP idempotency key, the same on every attempt
+    amount: Money
+    payment_method: str
+    customer_id: str
+    description: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RefundOrder:
+    refund_id: str
+    payment_id: str
+    client_id: str
+    idempotency_key: str
+    psp_key: str
+    amount: Money
+    payment_psp_reference: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutOrder:
+    payout_id: str
+    client_id: str
+    idempotency_key: str
+    psp_key: str
+    amount: Money
+    destination: PayoutDestination
+    instant: bool
+    reference: str
+    # What the adapter asked us to keep before submission (e.g. SEPA EndToEndId); see prepare_payout.
+    psp_data: dict[str, str] = field(default_factory=dict)
+
+
+Order = ChargeOrder | RefundOrder | PayoutOrder
+
+
+class PspError(Exception):
+    """Root of the errors adapters raise for one attempt."""
+
+
+class PspUnavailableError(PspError):
+    """Retryable: connection refused or reset, timeout, 5xx, 429, lock timeout, should-retry.
+
+    `possibly_executed` is true when the request may have reached the PSP (the answer was lost);
+    `retry_after` is the PSP's own hint in seconds.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        possibly_executed: bool,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.possibly_executed = possibly_executed
+        self.retry_after = retry_after
+        self.request_id = request_id
+
+
+class PspRejectedError(PspError):
+    """Final and not the customer's doing: bad credentials, a request the PSP refuses. Alert."""
+
+    def __init__(self, message: str, *, code: str = "psp_rejected", request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+class PaymentProvider(Protocol):
+    """A PSP as the use cases see it. Methods return an outcome; only unavailability raises."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def charge(self, order: ChargeOrder, deadline: Deadline) -> PspOutcome: ...
+
+    async def refund(self, order: RefundOrder, deadline: Deadline) -> PspOutcome: ...
+
+    async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome: ...
+
+    async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
+        """The PSP's current view of an earlier order, by its reference or our metadata.
+
+        Returns UNKNOWN when the PSP has no trace of it.
+        """
+        ...
+
+    def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
+        """Facts to store before the first submission (e.g. SEPA message ids); may be empty."""
+        ...
+
+
+class ProviderDirectory(Protocol):
+    """Chooses the PSP for an operation; refunds and recovery go to the PSP that holds the original."""
+
+    def for_charge(self) -> PaymentProvider: ...
+
+    def for_payout(self, destination: PayoutDestination) -> PaymentProvider: ...
+
+    def by_name(self, name: str) -> PaymentProvider: ...

@@ -1,0 +1,155 @@
+"""Ports for persistence. PostgreSQL implements them in storage/; every guarantee lives there.
+
+The idempotent phases (design.md §3): `begin_*` claims the key and creates the resource in one
+transaction (or reports a replay, a conflict, or a resumable execution), the PSP is called with no
+transaction open, and `finish` records the outcome and the reply in a second transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
+
+from server.domain.errors import DomainError
+from server.domain.idempotency import Operation
+from server.domain.model import Failure, Payment, Payout, Refund
+from server.domain.money import Money
+from server.domain.states import PaymentStatus, ResourceType
+
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReply:
+    """The reply as sent: gRPC code 0 with the response bytes, or a code with google.rpc.Status bytes."""
+
+    code: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyClaim:
+    client_id: str
+    key: str
+    operation: Operation
+    fingerprint: bytes
+    lease_seconds: float
+    trace_context: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof that this execution owns the key until the lease runs out."""
+
+    client_id: str
+    key: str
+    token: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Started(Generic[R_co]):
+    """This request now executes the operation; `resumed` when an earlier attempt stopped midway."""
+
+    resource: R_co
+    lease: Lease
+    resumed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The key has a stored reply; `replayed` is false when it was stored by this very request."""
+
+    reply: StoredReply
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """Finished long ago; the stored reply was pruned, the reply is rebuilt from the resource."""
+
+    resource_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """Another request holds the key right now."""
+
+    retry_after_seconds: float
+
+
+Begun = Started[R] | Done | Pruned | InFlight
+
+
+class RefundSettlement:
+    """What a refund's end does to its payment's reservation."""
+
+    APPLY = "apply"  # reserved amount becomes refunded
+    RELEASE = "release"  # reserved amount is given back to what remains
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A status change with what the PSP told us, recorded with the actor and reason in the event log."""
+
+    resource: ResourceType
+    resource_id: uuid.UUID
+    client_id: str
+    from_status: str
+    to_status: str
+    actor: str
+    reason: str
+    at: datetime
+    psp_reference: str | None = None
+    failure: Failure | None = None
+    captured_minor: int | None = None  # payments: amount captured on success
+    refund_settlement: str | None = None  # refunds: RefundSettlement.*
+    psp_data: dict[str, str] = field(default_factory=dict)
+
+
+ErrorEncoder = Callable[[DomainError], StoredReply]
+
+
+class OperationStore(Protocol):
+    async def begin_charge(self, claim: KeyClaim, payment: Payment) -> Begun[Payment]: ...
+
+    async def begin_refund(
+        self, claim: KeyClaim, refund: Refund, requested: Money | None, encode_error: ErrorEncoder
+    ) -> Begun[Refund]: ...
+
+    async def begin_payout(self, claim: KeyClaim, payout: Payout) -> Begun[Payout]: ...
+
+    async def finish(self, lease: Lease, transition: Transition | None, reply: StoredReply) -> StoredReply:
+        """Records the outcome and stores the reply; returns the reply the key holds afterwards."""
+        ...
+
+    async def release(self, lease: Lease, transition: Transition | None) -> None:
+        """Gives the key back unfinished (PSP unavailable or answer lost) so a retry can resume it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentPage:
+    payments: list[Payment]
+    next_cursor: tuple[datetime, uuid.UUID] | None
+
+
+class ResourceReader(Protocol):
+    async def get_payment(self, client_id: str, payment_id: uuid.UUID) -> Payment | None: ...
+
+    async def get_refund(self, client_id: str, refund_id: uuid.UUID) -> Refund | None: ...
+
+    async def get_payout(self, client_id: str, payout_id: uuid.UUID) -> Payout | None: ...
+
+    async def list_payments(
+        self,
+        client_id: str,
+        *,
+        limit: int,
+        status: PaymentStatus | None,
+        customer_id: str | None,
+        after: tuple[datetime, uuid.UUID] | None,
+    ) -> PaymentPage: ...

@@ -1,0 +1,101 @@
+"""Configuration from the environment (design.md §9). Every variable is optional; the defaults give a
+working local service on embedded PostgreSQL and the built-in PSP sandboxes. Secrets are never printed:
+`describe()` shows whether they are set, not their values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable; the message names the variable."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = "127.0.0.1:50051"
+    database_url: str | None = None
+    data_dir: Path = Path(".payments-data")
+    psp: str = "sandbox"  # "sandbox": the in-process sandbox PSP
+    stripe_api_key: str | None = field(default=None, repr=False)
+    stripe_api_base: str | None = None
+    bank_api_base: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    db_pool_size: int = 20
+    shutdown_grace_seconds: float = 10.0
+    psp_budget_seconds: float = 20.0
+    reply_retention_days: int = 30
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def path(name: str) -> Path | None:
+            value = env.get(name)
+            return Path(value) if value else None
+
+        settings = cls(
+            listen=env.get("PAYMENTS_LISTEN") or cls.listen,
+            database_url=env.get("PAYMENTS_DATABASE_URL") or None,
+            data_dir=Path(env.get("PAYMENTS_DATA_DIR") or cls.data_dir),
+            psp=env.get("PAYMENTS_PSP") or cls.psp,
+            stripe_api_key=env.get("PAYMENTS_STRIPE_API_KEY") or None,
+            stripe_api_base=env.get("PAYMENTS_STRIPE_API_BASE") or None,
+            bank_api_base=env.get("PAYMENTS_BANK_API_BASE") or None,
+            tls_cert=path("PAYMENTS_TLS_CERT"),
+            tls_key=path("PAYMENTS_TLS_KEY"),
+            tls_client_ca=path("PAYMENTS_TLS_CLIENT_CA"),
+            db_pool_size=_int(env, "PAYMENTS_DB_POOL_SIZE", cls.db_pool_size),
+            shutdown_grace_seconds=_float(env, "PAYMENTS_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
+            psp_budget_seconds=_float(env, "PAYMENTS_PSP_BUDGET_SECONDS", cls.psp_budget_seconds),
+            reply_retention_days=_int(env, "PAYMENTS_REPLY_RETENTION_DAYS", cls.reply_retention_days),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"PAYMENTS_LISTEN must be host:port, got {self.listen!r}")
+        if self.psp not in ("sandbox",):
+            raise ConfigError(f"PAYMENTS_PSP must be 'sandbox', got {self.psp!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("PAYMENTS_TLS_CERT and PAYMENTS_TLS_KEY must be set together")
+        if self.db_pool_size < 1:
+            raise ConfigError("PAYMENTS_DB_POOL_SIZE must be at least 1")
+
+    def describe(self) -> dict[str, str]:
+        """What the service runs with, safe to log: secrets only as set/unset."""
+        return {
+            "listen": self.listen,
+            "database": "configured URL" if self.database_url else f"embedded in {self.data_dir}",
+            "psp": self.psp,
+            "stripe_api_key": "set" if self.stripe_api_key else "unset",
+            "tls": "on" if self.tls_cert else "off",
+        }

@@ -1,0 +1,1 @@
+"""Pure payment rules: money, states, refunds, idempotency. Imports nothing of the project."""

@@ -1,0 +1,46 @@
+"""Public resource ids: a type prefix and the 32 hex digits of a UUID ("pay_1f0c…").
+
+The prefix makes a pasted id self-describing and lets `payments get ID` route to the right RPC; the
+UUID is what PostgreSQL stores.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from enum import StrEnum
+
+
+class IdKind(StrEnum):
+    PAYMENT = "pay"
+    REFUND = "re"
+    PAYOUT = "po"
+
+
+_PATTERN = re.compile(r"^(pay|re|po)_([0-9a-f]{32})$")
+
+
+class MalformedId(ValueError):
+    """Not an id this service issues."""
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def format_id(kind: IdKind, value: uuid.UUID) -> str:
+    return f"{kind.value}_{value.hex}"
+
+
+def parse_id(kind: IdKind, text: str) -> uuid.UUID:
+    match = _PATTERN.match(text)
+    if match is None or match.group(1) != kind.value:
+        raise MalformedId(f"expected an id like {kind.value}_<32 hex digits>")
+    return uuid.UUID(hex=match.group(2))
+
+
+def kind_of(text: str) -> IdKind:
+    match = _PATTERN.match(text)
+    if match is None:
+        raise MalformedId("expected an id like pay_…, re_… or po_… followed by 32 hex digits")
+    return IdKind(match.group(1))

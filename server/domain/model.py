@@ -1,0 +1,104 @@
+"""The resources this service keeps: payments, refunds and payouts, as immutable values."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from server.domain.money import Money
+from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why an operation failed: our code, a safe message, and the PSP's decline or ISO reason code."""
+
+    code: str
+    message: str = ""
+    decline_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    id: uuid.UUID
+    client_id: str
+    status: PaymentStatus
+    amount: Money
+    amount_captured: int
+    amount_refunded: int
+    amount_reserved: int
+    payment_method: str
+    customer_id: str
+    description: str
+    metadata: dict[str, str]
+    psp: str
+    psp_reference: str | None
+    failure: Failure | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    id: uuid.UUID
+    client_id: str
+    payment_id: uuid.UUID
+    status: RefundStatus
+    amount: Money
+    reason: str
+    psp: str
+    psp_reference: str | None
+    failure: Failure | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SepaDestination:
+    """A creditor account for a SEPA credit transfer (IBAN validated at the edge)."""
+
+    iban: str
+    bic: str
+    name: str
+    country: str
+    town: str
+    street: str = ""
+    postcode: str = ""
+
+    @property
+    def masked_iban(self) -> str:
+        """Country code and last four characters: what may be shown anywhere outside the database."""
+        return mask_iban(self.iban)
+
+
+@dataclass(frozen=True, slots=True)
+class StripeAccountDestination:
+    account_id: str
+
+
+PayoutDestination = SepaDestination | StripeAccountDestination
+
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    id: uuid.UUID
+    client_id: str
+    status: PayoutStatus
+    amount: Money
+    destination: PayoutDestination
+    instant: bool
+    reference: str
+    psp: str
+    psp_reference: str | None
+    failure: Failure | None
+    created_at: datetime
+    updated_at: datetime
+    psp_data: dict[str, str] = field(default_factory=dict)
+
+
+def mask_iban(iban: str) -> str:
+    compact = iban.replace(" ", "")
+    if len(compact) <= 6:
+        return "****"
+    return f"{compact[:2]}**{'*' * (len(compact) - 8)}{compact[-4:]}"

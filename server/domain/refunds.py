@@ -1,0 +1,42 @@
+"""The refund limit: a refund may only take what the payment captured and has not yet given back.
+
+PostgreSQL enforces the same rule with a conditional UPDATE and a CHECK constraint, so concurrent
+refunds on different servers cannot exceed it; this function decides which error a caller gets.
+"""
+
+from __future__ import annotations
+
+from server.domain.errors import PaymentNotRefundable, RefundExceedsRemaining
+from server.domain.money import Money
+from server.domain.states import PaymentStatus
+
+
+def refundable_remaining(captured: int, refunded: int, reserved: int) -> int:
+    return captured - refunded - reserved
+
+
+def decide_refund_amount(
+    *,
+    status: PaymentStatus,
+    currency: str,
+    captured: int,
+    refunded: int,
+    reserved: int,
+    requested: Money | None,
+) -> int:
+    """Returns the amount to reserve in minor units, or raises the business error to store."""
+    if status is not PaymentStatus.SUCCEEDED or captured <= 0:
+        raise PaymentNotRefundable(f"only a succeeded payment can be refunded; this one is {status}")
+    remaining = refundable_remaining(captured, refunded, reserved)
+    if requested is None:
+        if remaining <= 0:
+            raise RefundExceedsRemaining("nothing remains to refund on this payment")
+        return remaining
+    if requested.currency != currency:
+        raise RefundExceedsRemaining(
+            f"the refund must be in the payment's currency {currency}, not {requested.currency}"
+        )
+    if requested.amount_minor > remaining:
+        left = Money(max(remaining, 0), currency).format()
+        raise RefundExceedsRemaining(f"refund exceeds what remains on the payment ({left})")
+    return requested.amount_minor

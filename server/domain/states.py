@@ -1,0 +1,114 @@
+"""The lifecycles of payments, refunds and payouts, defined once.
+
+The same table is loaded into PostgreSQL by the migrator, where a trigger refuses any other
+transition and appends every transition to the event log, so no process can skip either.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    REQUIRES_ACTION = "REQUIRES_ACTION"
+    CANCELED = "CANCELED"
+    REQUIRES_RECONCILIATION = "REQUIRES_RECONCILIATION"
+
+
+class RefundStatus(StrEnum):
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    REQUIRES_RECONCILIATION = "REQUIRES_RECONCILIATION"
+
+
+class PayoutStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    PAID = "PAID"
+    FAILED = "FAILED"
+    RETURNED = "RETURNED"
+    REQUIRES_RECONCILIATION = "REQUIRES_RECONCILIATION"
+
+
+class ResourceType(StrEnum):
+    PAYMENT = "payment"
+    REFUND = "refund"
+    PAYOUT = "payout"
+
+
+class IllegalTransition(Exception):
+    """A status change the lifecycle does not allow; a programming error or a lost race."""
+
+
+_P = PaymentStatus
+_R = RefundStatus
+_O = PayoutStatus
+
+# PENDING means "recorded, PSP call not completed"; PROCESSING means the PSP is finishing it later or
+# its answer was lost. REQUIRES_RECONCILIATION is left only by evidence (a PSP lookup or an operator).
+PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    _P.PENDING: frozenset({_P.PROCESSING, _P.SUCCEEDED, _P.FAILED, _P.REQUIRES_ACTION,
+                           _P.REQUIRES_RECONCILIATION}),
+    _P.PROCESSING: frozenset({_P.SUCCEEDED, _P.FAILED, _P.REQUIRES_ACTION, _P.CANCELED,
+                              _P.REQUIRES_RECONCILIATION}),
+    _P.REQUIRES_ACTION: frozenset({_P.PROCESSING, _P.SUCCEEDED, _P.FAILED, _P.CANCELED}),
+    _P.REQUIRES_RECONCILIATION: frozenset({_P.SUCCEEDED, _P.FAILED, _P.CANCELED}),
+    _P.SUCCEEDED: frozenset(),
+    _P.FAILED: frozenset(),
+    _P.CANCELED: frozenset(),
+}  # fmt: skip
+
+REFUND_TRANSITIONS: dict[RefundStatus, frozenset[RefundStatus]] = {
+    _R.PENDING: frozenset({_R.SUCCEEDED, _R.FAILED, _R.REQUIRES_RECONCILIATION}),
+    _R.REQUIRES_RECONCILIATION: frozenset({_R.SUCCEEDED, _R.FAILED}),
+    _R.SUCCEEDED: frozenset(),
+    _R.FAILED: frozenset(),
+}
+
+PAYOUT_TRANSITIONS: dict[PayoutStatus, frozenset[PayoutStatus]] = {
+    _O.PENDING: frozenset({_O.PROCESSING, _O.PAID, _O.FAILED, _O.REQUIRES_RECONCILIATION}),
+    _O.PROCESSING: frozenset({_O.PAID, _O.FAILED, _O.RETURNED, _O.REQUIRES_RECONCILIATION}),
+    _O.PAID: frozenset({_O.RETURNED}),
+    _O.REQUIRES_RECONCILIATION: frozenset({_O.PROCESSING, _O.PAID, _O.FAILED, _O.RETURNED}),
+    _O.FAILED: frozenset(),
+    _O.RETURNED: frozenset(),
+}
+
+INITIAL_STATUS: dict[ResourceType, str] = {
+    ResourceType.PAYMENT: PaymentStatus.PENDING,
+    ResourceType.REFUND: RefundStatus.PENDING,
+    ResourceType.PAYOUT: PayoutStatus.PENDING,
+}
+
+_TABLES: dict[ResourceType, dict[str, frozenset[str]]] = {
+    ResourceType.PAYMENT: {str(k): frozenset(map(str, v)) for k, v in PAYMENT_TRANSITIONS.items()},
+    ResourceType.REFUND: {str(k): frozenset(map(str, v)) for k, v in REFUND_TRANSITIONS.items()},
+    ResourceType.PAYOUT: {str(k): frozenset(map(str, v)) for k, v in PAYOUT_TRANSITIONS.items()},
+}
+
+
+def can_transition(resource: ResourceType, current: str, new: str) -> bool:
+    return new in _TABLES[resource].get(current, frozenset())
+
+
+def check_transition(resource: ResourceType, current: str, new: str) -> None:
+    if not can_transition(resource, current, new):
+        raise IllegalTransition(f"{resource} cannot go from {current} to {new}")
+
+
+def is_final(resource: ResourceType, status: str) -> bool:
+    """Final statuses have no way out (RETURNED after PAID is the one late change of a payout)."""
+    return not _TABLES[resource].get(status)
+
+
+def all_transitions() -> list[tuple[str, str, str]]:
+    """(resource, from, to) rows, with from = "" for the creation of a resource."""
+    rows = [(str(r), "", INITIAL_STATUS[r]) for r in ResourceType]
+    for resource, table in _TABLES.items():
+        rows.extend((str(resource), src, dst) for src, targets in table.items() for dst in sorted(targets))
+    return rows

@@ -1,0 +1,72 @@
+"""The running gRPC server: the payment service plus health and reflection, and graceful shutdown.
+
+Shutdown (SIGTERM/SIGINT): health turns NOT_SERVING so load balancers stop sending, the server stops
+accepting new RPCs, and in-flight RPCs get the grace period to finish.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeAlias
+
+import grpc
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from server.api.servicer import SERVICE_NAME, PaymentServicer, generic_handler
+
+log = logging.getLogger(__name__)
+
+Interceptor: TypeAlias = "grpc.aio.ServerInterceptor[Any, Any]"
+
+MAX_MESSAGE_BYTES = 1 << 20  # requests are small; a megabyte is generous and bounds memory
+
+
+class GrpcServer:
+    def __init__(
+        self,
+        servicer: PaymentServicer,
+        *,
+        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] | None = None,
+    ) -> None:
+        self._server = grpc.aio.server(
+            interceptors=interceptors or [],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
+                ("grpc.max_metadata_size", 16 * 1024),
+                ("grpc.so_reuseport", 1),
+            ],
+        )
+        self._server.add_generic_rpc_handlers((generic_handler(servicer),))
+        self.health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self.port = 0
+
+    def bind(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
+        if credentials is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, credentials)
+        if self.port == 0:
+            raise OSError(f"could not listen on {address}")
+        return self.port
+
+    async def start(self) -> None:
+        await self._server.start()
+        await self._set_serving(health_pb2.HealthCheckResponse.SERVING)
+
+    async def _set_serving(self, status: int) -> None:
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, status)
+
+    async def stop(self, grace_seconds: float) -> None:
+        await self._set_serving(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._server.stop(grace_seconds)
+
+    async def wait(self) -> None:
+        await self._server.wait_for_termination()

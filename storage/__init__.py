@@ -1,0 +1,1 @@
+"""PostgreSQL persistence through asyncpg: migrations, the idempotency store, repositories."""

@@ -1,0 +1,316 @@
+"""The idempotency store and the writes of the three operations (design.md §3 and §4).
+
+Phase 1 claims the key and creates the resource in ONE statement (charge, payout) or one short
+transaction (refund, which also reserves the amount). Phase 3 records the transition and the reply in
+one statement. Conflicts are resolved by PostgreSQL: the primary key on (client, key) makes one claim
+win; a lease (locked_until, lock_token) says whether the winner is still working; a compare-and-set on
+the lease lets exactly one retry take over a key whose execution stopped at a recovery point.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from server.app.store import (
+    Begun,
+    Done,
+    ErrorEncoder,
+    InFlight,
+    KeyClaim,
+    Lease,
+    Pruned,
+    RefundSettlement,
+    Started,
+    StoredReply,
+    Transition,
+)
+from server.domain.errors import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    NotFound,
+    PaymentNotRefundable,
+    RefundExceedsRemaining,
+)
+from server.domain.model import Payment, Payout, Refund
+from server.domain.money import Money
+from server.domain.refunds import decide_refund_amount
+from server.domain.states import PaymentStatus, ResourceType
+from storage.database import Database
+from storage.reader import fetch_payment, fetch_payout, fetch_refund
+from storage.rows import destination_json, failure_columns
+
+R = TypeVar("R", Payment, Refund, Payout)
+
+_KEY_INSERT = """
+    INSERT INTO idempotency_keys (client_id, idempotency_key, operation, fingerprint, resource_id,
+                                  recovery_point, locked_until, lock_token, trace_context)
+    VALUES ($1, $2, $3, $4, $5, 'started', now() + make_interval(secs => $6), $7, $8)
+    ON CONFLICT DO NOTHING
+    RETURNING resource_id
+"""
+
+_CLAIM_CHARGE = f"""
+    WITH claimed AS ({_KEY_INSERT})
+    INSERT INTO payments (id, client_id, idempotency_key, status, currency, amount_minor, payment_method,
+                          customer_id, description, metadata, psp, created_at, updated_at,
+                          last_actor, last_reason)
+    SELECT resource_id, $1, $2, 'PENDING', $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, 'created'
+    FROM claimed
+    RETURNING id
+"""
+
+_CLAIM_PAYOUT = f"""
+    WITH claimed AS ({_KEY_INSERT})
+    INSERT INTO payouts (id, client_id, idempotency_key, status, currency, amount_minor, destination,
+                         instant, reference, psp, psp_data, created_at, updated_at, last_actor, last_reason)
+    SELECT resource_id, $1, $2, 'PENDING', $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, 'created'
+    FROM claimed
+    RETURNING id
+"""
+
+_INSPECT = """
+    SELECT operation, fingerprint, resource_id, recovery_point, reply_code, reply_body, lock_token,
+           COALESCE(EXTRACT(EPOCH FROM locked_until - now()), 0)::float8 AS lease_left
+    FROM idempotency_keys WHERE client_id = $1 AND idempotency_key = $2
+"""
+
+# Takes over a key whose execution stopped at a recovery point: only one contender can win the CAS.
+_TAKE_OVER = """
+    UPDATE idempotency_keys
+    SET locked_until = now() + make_interval(secs => $3), lock_token = $4, executions = executions + 1,
+        updated_at = now()
+    WHERE client_id = $1 AND idempotency_key = $2 AND recovery_point = 'started'
+      AND lock_token IS NOT DISTINCT FROM $5 AND (locked_until IS NULL OR locked_until <= now())
+    RETURNING 1
+"""
+
+_STORE_ERROR = """
+    UPDATE idempotency_keys
+    SET resource_id = NULL, recovery_point = 'finished', reply_code = $3, reply_body = $4,
+        reply_stored_at = now(), locked_until = NULL, lock_token = NULL, updated_at = now()
+    WHERE client_id = $1 AND idempotency_key = $2
+"""
+
+_FINISH_KEY = """
+    UPDATE idempotency_keys
+    SET recovery_point = 'finished', reply_code = $3, reply_body = $4, reply_stored_at = now(),
+        locked_until = NULL, lock_token = NULL, updated_at = now()
+    WHERE client_id = $1 AND idempotency_key = $2 AND recovery_point = 'started'
+"""
+
+_RELEASE_KEY = """
+    UPDATE idempotency_keys SET locked_until = NULL, lock_token = NULL, updated_at = now()
+    WHERE client_id = $1 AND idempotency_key = $2 AND lock_token = $3
+"""
+
+_TABLES = {ResourceType.PAYMENT: "payments", ResourceType.REFUND: "refunds", ResourceType.PAYOUT: "payouts"}
+
+# Per-type extra assignment, fed by parameter $12 of the transition statement (refunds have none).
+_EXTRA_SET = {
+    ResourceType.PAYMENT: ", amount_captured = COALESCE($12::bigint, amount_captured)",
+    ResourceType.REFUND: "",
+    ResourceType.PAYOUT: ", psp_data = psp_data || COALESCE($12::jsonb, '{}'::jsonb)",
+}
+
+
+def _transition_sql(rtype: ResourceType) -> str:
+    """UPDATE of one resource, conditional on its expected current status (a lost race updates 0 rows)."""
+    returning = "id, payment_id, amount_minor" if rtype is ResourceType.REFUND else "id"
+    return f"""
+        UPDATE {_TABLES[rtype]}
+        SET status = $3, psp_reference = COALESCE($4, psp_reference), failure_code = $5,
+            failure_message = $6, failure_decline_code = $7, updated_at = $8, last_actor = $9,
+            last_reason = $10{_EXTRA_SET[rtype]}
+        WHERE id = $1 AND client_id = $2 AND status = $11
+        RETURNING {returning}
+    """
+
+
+_TRANSITION_SQL = {rtype: _transition_sql(rtype) for rtype in ResourceType}
+
+_SETTLE_REFUND = """
+    UPDATE payments
+    SET amount_refunded = amount_refunded + CASE WHEN $3 = 'apply' THEN $2::bigint ELSE 0 END,
+        amount_reserved = amount_reserved - $2::bigint,
+        updated_at = GREATEST(updated_at, $4)
+    WHERE id = $1
+"""
+
+
+def _transition_args(t: Transition) -> list[object]:
+    args: list[object] = [
+        t.resource_id, t.client_id, t.to_status, t.psp_reference, *failure_columns(t.failure),
+        t.at, t.actor, t.reason, t.from_status,
+    ]  # fmt: skip
+    if t.resource is ResourceType.PAYMENT:
+        args.append(t.captured_minor)
+    elif t.resource is ResourceType.PAYOUT:
+        args.append(t.psp_data or None)
+    return args
+
+
+class PostgresOperationStore:
+    """Implements server.app.store.OperationStore on PostgreSQL."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- phase 1 -------------------------------------------------------------------------------
+
+    def _key_args(self, claim: KeyClaim, resource_id: uuid.UUID, token: uuid.UUID) -> list[object]:
+        return [claim.client_id, claim.key, str(claim.operation), claim.fingerprint, resource_id,
+                claim.lease_seconds, token, claim.trace_context]  # fmt: skip
+
+    async def begin_charge(self, claim: KeyClaim, payment: Payment) -> Begun[Payment]:
+        token = uuid.uuid4()
+        async with self._db.connection() as conn:
+            created = await conn.fetchval(
+                _CLAIM_CHARGE, *self._key_args(claim, payment.id, token),
+                payment.amount.currency, payment.amount.amount_minor, payment.payment_method,
+                payment.customer_id, payment.description, payment.metadata, payment.psp,
+                payment.created_at, f"client:{claim.client_id}",
+            )  # fmt: skip
+            if created is not None:
+                return Started(payment, Lease(claim.client_id, claim.key, token), resumed=False)
+            return await self._inspect(conn, claim, fetch_payment)
+
+    async def begin_payout(self, claim: KeyClaim, payout: Payout) -> Begun[Payout]:
+        token = uuid.uuid4()
+        async with self._db.connection() as conn:
+            created = await conn.fetchval(
+                _CLAIM_PAYOUT, *self._key_args(claim, payout.id, token),
+                payout.amount.currency, payout.amount.amount_minor, destination_json(payout.destination),
+                payout.instant, payout.reference, payout.psp, payout.psp_data, payout.created_at,
+                f"client:{claim.client_id}",
+            )  # fmt: skip
+            if created is not None:
+                return Started(payout, Lease(claim.client_id, claim.key, token), resumed=False)
+            return await self._inspect(conn, claim, fetch_payout)
+
+    async def begin_refund(
+        self, claim: KeyClaim, refund: Refund, requested: Money | None, encode_error: ErrorEncoder
+    ) -> Begun[Refund]:
+        """Claims the key, reserves the amount on the payment and inserts the refund, atomically.
+
+        A refund the rules refuse (nothing left, payment not succeeded) consumes the key with the
+        stored error: the same key always answers the same way.
+        """
+        token = uuid.uuid4()
+        async with self._db.connection() as conn:
+            async with conn.transaction():
+                claimed = await conn.fetchval(_KEY_INSERT, *self._key_args(claim, refund.id, token))
+                if claimed is not None:
+                    return await self._reserve_and_insert(conn, claim, refund, requested, encode_error, token)
+            return await self._inspect(conn, claim, fetch_refund)
+
+    async def _reserve_and_insert(
+        self, conn: Any, claim: KeyClaim, refund: Refund, requested: Money | None,
+        encode_error: ErrorEncoder, token: uuid.UUID,
+    ) -> Begun[Refund]:  # fmt: skip
+        payment = await conn.fetchrow(
+            "SELECT status, currency, amount_captured, amount_refunded, amount_reserved, psp"
+            " FROM payments WHERE id = $1 AND client_id = $2 FOR UPDATE",
+            refund.payment_id, claim.client_id,
+        )  # fmt: skip
+        if payment is None:
+            raise NotFound("payment not found")  # rolls the claim back: nothing is stored
+        try:
+            amount = decide_refund_amount(
+                status=PaymentStatus(payment["status"]), currency=payment["currency"],
+                captured=payment["amount_captured"], refunded=payment["amount_refunded"],
+                reserved=payment["amount_reserved"], requested=requested,
+            )  # fmt: skip
+        except (RefundExceedsRemaining, PaymentNotRefundable) as exc:
+            reply = encode_error(exc)
+            await conn.execute(_STORE_ERROR, claim.client_id, claim.key, reply.code, reply.body)
+            return Done(reply, replayed=False)
+        reserved = await conn.fetchval(
+            "UPDATE payments SET amount_reserved = amount_reserved + $3"
+            " WHERE id = $1 AND client_id = $2 AND status = 'SUCCEEDED'"
+            "   AND amount_refunded + amount_reserved + $3 <= amount_captured RETURNING 1",
+            refund.payment_id, claim.client_id, amount,
+        )  # fmt: skip
+        if reserved is None:  # cannot happen under the row lock; the CHECK constraint backs it up
+            raise RuntimeError("refund reservation lost its row lock")
+        created = Refund(
+            id=refund.id, client_id=refund.client_id, payment_id=refund.payment_id, status=refund.status,
+            amount=Money(amount, payment["currency"]), reason=refund.reason, psp=payment["psp"],
+            psp_reference=None, failure=None, created_at=refund.created_at, updated_at=refund.updated_at,
+        )  # fmt: skip
+        await conn.execute(
+            "INSERT INTO refunds (id, client_id, idempotency_key, payment_id, status, currency, amount_minor,"
+            " reason, psp, created_at, updated_at, last_actor, last_reason)"
+            " VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $9, $10, 'created')",
+            created.id, claim.client_id, claim.key, created.payment_id, created.amount.currency,
+            amount, created.reason, created.psp, created.created_at, f"client:{claim.client_id}",
+        )  # fmt: skip
+        return Started(created, Lease(claim.client_id, claim.key, token), resumed=False)
+
+    async def _inspect(
+        self,
+        conn: Any,
+        claim: KeyClaim,
+        load: Callable[[Any, str, uuid.UUID], Awaitable[R | None]],
+    ) -> Begun[R]:
+        """The key exists: replay, refuse a different request, report in flight, or take it over."""
+        row = await conn.fetchrow(_INSPECT, claim.client_id, claim.key)
+        if row is None:  # keys are never deleted; only a concurrent rollback (refund NOT_FOUND) gets here
+            return InFlight(0.05)
+        if row["operation"] != str(claim.operation) or bytes(row["fingerprint"]) != claim.fingerprint:
+            raise IdempotencyKeyReused()
+        if row["recovery_point"] == "finished":
+            if row["reply_body"] is not None:
+                return Done(StoredReply(row["reply_code"], bytes(row["reply_body"])), replayed=True)
+            return Pruned(row["resource_id"])
+        if row["lease_left"] > 0:
+            return InFlight(min(max(row["lease_left"], 0.05), 1.0))
+        token = uuid.uuid4()
+        won = await conn.fetchval(
+            _TAKE_OVER, claim.client_id, claim.key, claim.lease_seconds, token, row["lock_token"]
+        )
+        if won is None:
+            return InFlight(0.05)
+        resource = await load(conn, claim.client_id, row["resource_id"])
+        if resource is None:
+            raise RuntimeError("idempotency key points at a missing resource")
+        return Started(resource, Lease(claim.client_id, claim.key, token), resumed=True)
+
+    # -- phase 3 -------------------------------------------------------------------------------
+
+    async def finish(self, lease: Lease, transition: Transition | None, reply: StoredReply) -> StoredReply:
+        async with self._db.connection() as conn:
+            async with conn.transaction():
+                moved = await self._apply(conn, transition) if transition else True
+                finished = (
+                    moved
+                    and (await conn.execute(_FINISH_KEY, lease.client_id, lease.key, reply.code, reply.body))
+                    == "UPDATE 1"
+                )
+                if finished:
+                    return reply
+            # Someone else finished this execution first (a retry that took over, the recovery worker).
+            row = await conn.fetchrow(_INSPECT, lease.client_id, lease.key)
+        if row is not None and row["recovery_point"] == "finished" and row["reply_body"] is not None:
+            return StoredReply(row["reply_code"], bytes(row["reply_body"]))
+        raise IdempotencyKeyInUse(0.1)
+
+    async def release(self, lease: Lease, transition: Transition | None) -> None:
+        async with self._db.connection() as conn, conn.transaction():
+            if transition is not None:
+                await self._apply(conn, transition)
+            await conn.execute(_RELEASE_KEY, lease.client_id, lease.key, lease.token)
+
+    async def _apply(self, conn: Any, t: Transition) -> bool:
+        """Applies a transition inside the caller's transaction; False when the status had moved on."""
+        row = await conn.fetchrow(_TRANSITION_SQL[t.resource], *_transition_args(t))
+        if row is None:
+            return False
+        if t.resource is ResourceType.REFUND and t.refund_settlement in (
+            RefundSettlement.APPLY, RefundSettlement.RELEASE,
+        ):  # fmt: skip
+            await conn.execute(
+                _SETTLE_REFUND, row["payment_id"], row["amount_minor"], t.refund_settlement, t.at
+            )
+        return True

@@ -1,0 +1,93 @@
+"""Mapping between table rows and domain resources, in one place for the store and the readers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.domain.model import (
+    Failure,
+    Payment,
+    Payout,
+    PayoutDestination,
+    Refund,
+    SepaDestination,
+    StripeAccountDestination,
+)
+from server.domain.money import Money
+from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus
+
+PAYMENT_COLUMNS = (
+    "id, client_id, status, currency, amount_minor, amount_captured, amount_refunded, amount_reserved,"
+    " payment_method, customer_id, description, metadata, psp, psp_reference, failure_code,"
+    " failure_message, failure_decline_code, created_at, updated_at"
+)
+REFUND_COLUMNS = (
+    "id, client_id, payment_id, status, currency, amount_minor, reason, psp, psp_reference, failure_code,"
+    " failure_message, failure_decline_code, created_at, updated_at"
+)
+PAYOUT_COLUMNS = (
+    "id, client_id, status, currency, amount_minor, destination, instant, reference, psp, psp_reference,"
+    " psp_data, failure_code, failure_message, failure_decline_code, created_at, updated_at"
+)
+
+
+def failure_of(row: Any) -> Failure | None:
+    if row["failure_code"] is None:
+        return None
+    return Failure(row["failure_code"], row["failure_message"] or "", row["failure_decline_code"] or "")
+
+
+def failure_columns(failure: Failure | None) -> tuple[str | None, str | None, str | None]:
+    if failure is None:
+        return None, None, None
+    return failure.code, failure.message, failure.decline_code
+
+
+def payment_of(row: Any) -> Payment:
+    return Payment(
+        id=row["id"], client_id=row["client_id"], status=PaymentStatus(row["status"]),
+        amount=Money(row["amount_minor"], row["currency"]), amount_captured=row["amount_captured"],
+        amount_refunded=row["amount_refunded"], amount_reserved=row["amount_reserved"],
+        payment_method=row["payment_method"], customer_id=row["customer_id"],
+        description=row["description"], metadata=dict(row["metadata"]), psp=row["psp"],
+        psp_reference=row["psp_reference"], failure=failure_of(row),
+        created_at=row["created_at"], updated_at=row["updated_at"],
+    )  # fmt: skip
+
+
+def refund_of(row: Any) -> Refund:
+    return Refund(
+        id=row["id"], client_id=row["client_id"], payment_id=row["payment_id"],
+        status=RefundStatus(row["status"]), amount=Money(row["amount_minor"], row["currency"]),
+        reason=row["reason"], psp=row["psp"], psp_reference=row["psp_reference"],
+        failure=failure_of(row), created_at=row["created_at"], updated_at=row["updated_at"],
+    )  # fmt: skip
+
+
+def destination_json(destination: PayoutDestination) -> dict[str, str]:
+    if isinstance(destination, StripeAccountDestination):
+        return {"type": "stripe_account", "account_id": destination.account_id}
+    return {
+        "type": "sepa", "iban": destination.iban, "bic": destination.bic, "name": destination.name,
+        "country": destination.country, "town": destination.town, "street": destination.street,
+        "postcode": destination.postcode,
+    }  # fmt: skip
+
+
+def destination_of(data: dict[str, str]) -> PayoutDestination:
+    if data["type"] == "stripe_account":
+        return StripeAccountDestination(data["account_id"])
+    return SepaDestination(
+        iban=data["iban"], bic=data["bic"], name=data["name"], country=data["country"],
+        town=data["town"], street=data["street"], postcode=data["postcode"],
+    )  # fmt: skip
+
+
+def payout_of(row: Any) -> Payout:
+    return Payout(
+        id=row["id"], client_id=row["client_id"], status=PayoutStatus(row["status"]),
+        amount=Money(row["amount_minor"], row["currency"]), destination=destination_of(row["destination"]),
+        instant=row["instant"], reference=row["reference"], psp=row["psp"],
+        psp_reference=row["psp_reference"], failure=failure_of(row), created_at=row["created_at"],
+        updated_at=row["updated_at"], psp_data=dict(row["psp_data"]),
+    )  # fmt: skip
