@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+import uuid
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
@@ -64,10 +65,11 @@ class InProcessSandbox:
         latency_seconds: float = 0.0,
     ) -> None:
         self._name = name
+        # Calls are counted under this instance's own keys: several processes sharing the mapping never
+        # race on one counter, so a shared total is exact.
+        self._instance = uuid.uuid4().hex[:8]
         self.calls: MutableMapping[str, int] = calls if calls is not None else {}
-        self._results: MutableMapping[str, tuple[str, str, str, str, str]] = (
-            results if results is not None else {}
-        )
+        self._results: MutableMapping[str, tuple[str, str, str, str, str]] = results if results is not None else {}
         self._latency = latency_seconds
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
@@ -83,12 +85,24 @@ class InProcessSandbox:
         with self._lock:
             self._faults.append(_Fault(kind, count))
 
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def set_latency(self, seconds: float) -> None:
+        """Makes every call take this long, e.g. to keep an execution in flight during a storm."""
+        self._latency = seconds
+
     def set_down(self, down: bool) -> None:
         """While down, every request is refused (connection refused, nothing executed)."""
         self._down = down
 
     def total_calls(self) -> int:
+        """PSP requests received, retries and replays included, by every process sharing the ledger."""
         return sum(self.calls.values())
+
+    def calls_for(self, psp_key: str) -> int:
+        return sum(n for counter, n in self.calls.items() if counter.endswith(f":{psp_key}"))
 
     def executions(self) -> int:
         return len(self._results)
@@ -124,7 +138,8 @@ class InProcessSandbox:
         raise PspRejectedError(f"No such PaymentMethod: '{method[:40]}'", code="resource_missing")
 
     async def _execute(self, psp_key: str, prefix: str, decide: Callable[[], PspOutcome]) -> PspOutcome:
-        self.calls[psp_key] = self.calls.get(psp_key, 0) + 1
+        counter = f"{self._instance}:{psp_key}"
+        self.calls[counter] = self.calls.get(counter, 0) + 1
         if self._latency:
             await asyncio.sleep(self._latency)
         if self._down:
@@ -136,9 +151,7 @@ class InProcessSandbox:
         if stored is None:
             outcome = decide()
             reference = f"sbx_{prefix}_{hashlib.sha256(psp_key.encode()).hexdigest()[:24]}"
-            outcome = PspOutcome(
-                outcome.kind, reference, outcome.failure, {"psp_request_id": f"req_{reference}"}
-            )
+            outcome = PspOutcome(outcome.kind, reference, outcome.failure, {"psp_request_id": f"req_{reference}"})
             self._results[psp_key] = _encode(outcome)
         else:
             outcome = _decode(stored)

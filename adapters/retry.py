@@ -110,9 +110,7 @@ class RetryingProvider:
         return await self._run("lookup", lambda d: self._inner.lookup(order, psp_reference, d), deadline)
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = min(
-            self._policy.max_backoff, self._policy.initial_backoff * 2 ** (state.attempt_number - 1)
-        )
+        backoff = min(self._policy.max_backoff, self._policy.initial_backoff * 2 ** (state.attempt_number - 1))
         # Full jitter spreads the retries of many callers (not for security).
         wait = random.uniform(0.0, backoff)  # noqa: S311 - jitter, not security
         exc = state.outcome.exception() if state.outcome else None

@@ -58,9 +58,7 @@ class Service:
         if self._closed:
             return
         self._closed = True
-        await self.server.stop(
-            self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
-        )
+        await self.server.stop(self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds)
         await self.db.close()
 
 

@@ -36,9 +36,7 @@ def _metadata_pairs(items: Sequence[str]) -> dict[str, str]:
 def _print_resource(message: Message) -> None:
     print(
         json.dumps(
-            MessageToDict(
-                message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-            ),
+            MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True),
             indent=2,
             sort_keys=True,
         )
@@ -100,9 +98,7 @@ def cmd_charge(args: argparse.Namespace) -> int:
 
 
 def cmd_refund(args: argparse.Namespace) -> int:
-    request = svc.RefundRequest(
-        idempotency_key=args.idempotency_key, payment_id=args.payment_id, reason=args.reason
-    )
+    request = svc.RefundRequest(idempotency_key=args.idempotency_key, payment_id=args.payment_id, reason=args.reason)
     if args.amount is not None:
         request.amount.CopyFrom(_money(args))
     return _call(args, lambda stub: stub.Refund(request, timeout=args.timeout), "refund")
@@ -133,16 +129,10 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if kind is IdKind.PAYMENT:
-        return _call(
-            args, lambda s: s.GetPayment(svc.GetPaymentRequest(id=args.id), timeout=args.timeout), "payment"
-        )
+        return _call(args, lambda s: s.GetPayment(svc.GetPaymentRequest(id=args.id), timeout=args.timeout), "payment")
     if kind is IdKind.REFUND:
-        return _call(
-            args, lambda s: s.GetRefund(svc.GetRefundRequest(id=args.id), timeout=args.timeout), "refund"
-        )
-    return _call(
-        args, lambda s: s.GetPayout(svc.GetPayoutRequest(id=args.id), timeout=args.timeout), "payout"
-    )
+        return _call(args, lambda s: s.GetRefund(svc.GetRefundRequest(id=args.id), timeout=args.timeout), "refund")
+    return _call(args, lambda s: s.GetPayout(svc.GetPayoutRequest(id=args.id), timeout=args.timeout), "payout")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -191,9 +181,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def _client_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
-    parser.add_argument(
-        "--target", help="host:port of the service (default: $PAYMENTS_TARGET or 127.0.0.1:50051)"
-    )
+    parser.add_argument("--target", help="host:port of the service (default: $PAYMENTS_TARGET or 127.0.0.1:50051)")
     parser.add_argument("--timeout", type=float, default=30.0, help="RPC deadline in seconds")
     return parser
 

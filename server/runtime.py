@@ -42,9 +42,7 @@ class GrpcServer:
         self._server.add_generic_rpc_handlers((generic_handler(servicer),))
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
-        )
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
         self.port = 0
 
     def bind(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:

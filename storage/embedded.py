@@ -21,9 +21,7 @@ class EmbeddedPostgres:
         import pgserver  # imported lazily: it is not needed when a database URL is configured
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(
-            self.data_dir, cleanup_mode="stop" if self._stop_on_close else None
-        )
+        self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop" if self._stop_on_close else None)
         return str(self._server.get_uri())
 
     def uri(self, database: str | None = None) -> str:

@@ -267,9 +267,7 @@ class PostgresOperationStore:
         if row["lease_left"] > 0:
             return InFlight(min(max(row["lease_left"], 0.05), 1.0))
         token = uuid.uuid4()
-        won = await conn.fetchval(
-            _TAKE_OVER, claim.client_id, claim.key, claim.lease_seconds, token, row["lock_token"]
-        )
+        won = await conn.fetchval(_TAKE_OVER, claim.client_id, claim.key, claim.lease_seconds, token, row["lock_token"])
         if won is None:
             return InFlight(0.05)
         resource = await load(conn, claim.client_id, row["resource_id"])
@@ -310,7 +308,5 @@ class PostgresOperationStore:
         if t.resource is ResourceType.REFUND and t.refund_settlement in (
             RefundSettlement.APPLY, RefundSettlement.RELEASE,
         ):  # fmt: skip
-            await conn.execute(
-                _SETTLE_REFUND, row["payment_id"], row["amount_minor"], t.refund_settlement, t.at
-            )
+            await conn.execute(_SETTLE_REFUND, row["payment_id"], row["amount_minor"], t.refund_settlement, t.at)
         return True

@@ -55,9 +55,7 @@ class SingleClient:
 
 def call_context(context: grpc.aio.ServicerContext[Any, Any], client_id: str) -> CallContext:
     remaining = context.time_remaining()
-    deadline = Deadline.after(
-        remaining if remaining is not None and remaining < _NO_DEADLINE_THRESHOLD else None
-    )
+    deadline = Deadline.after(remaining if remaining is not None and remaining < _NO_DEADLINE_THRESHOLD else None)
     traceparent = None
     for key, value in context.invocation_metadata() or ():
         if key == "traceparent" and isinstance(value, str):
@@ -88,9 +86,7 @@ class PaymentServicer:
         status: status_pb2.Status
         try:
             if isinstance(request, MalformedRequest):
-                raise InvalidRequest(
-                    [FieldViolation("request", "is not a valid protobuf message", "MALFORMED")]
-                )
+                raise InvalidRequest([FieldViolation("request", "is not a valid protobuf message", "MALFORMED")])
             ctx = call_context(context, self._identifier.client_id(context))
             result = await work(ctx)
         except DomainError as exc:
@@ -109,26 +105,14 @@ class PaymentServicer:
         await _abort(context, status)
         raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
-    async def Charge(
-        self, request: svc.ChargeRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> bytes | Message:
-        return await self._run(
-            context, request, lambda ctx: self._ops.charge(validation.charge_command(request), ctx)
-        )
+    async def Charge(self, request: svc.ChargeRequest, context: grpc.aio.ServicerContext[Any, Any]) -> bytes | Message:
+        return await self._run(context, request, lambda ctx: self._ops.charge(validation.charge_command(request), ctx))
 
-    async def Refund(
-        self, request: svc.RefundRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> bytes | Message:
-        return await self._run(
-            context, request, lambda ctx: self._ops.refund(validation.refund_command(request), ctx)
-        )
+    async def Refund(self, request: svc.RefundRequest, context: grpc.aio.ServicerContext[Any, Any]) -> bytes | Message:
+        return await self._run(context, request, lambda ctx: self._ops.refund(validation.refund_command(request), ctx))
 
-    async def Payout(
-        self, request: svc.PayoutRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> bytes | Message:
-        return await self._run(
-            context, request, lambda ctx: self._ops.payout(validation.payout_command(request), ctx)
-        )
+    async def Payout(self, request: svc.PayoutRequest, context: grpc.aio.ServicerContext[Any, Any]) -> bytes | Message:
+        return await self._run(context, request, lambda ctx: self._ops.payout(validation.payout_command(request), ctx))
 
     async def GetPayment(
         self, request: svc.GetPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]

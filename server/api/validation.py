@@ -167,9 +167,7 @@ def _sepa_destination(v: _Violations, account: res.SepaAccount) -> SepaDestinati
     _text(v, "sepa_account.name", account.name, MAX_NAME, required=True)
     address = account.address
     if not _COUNTRY.match(address.country):
-        v.add(
-            "sepa_account.address.country", "must be an ISO 3166 alpha-2 code such as DE", "INVALID_COUNTRY"
-        )
+        v.add("sepa_account.address.country", "must be an ISO 3166 alpha-2 code such as DE", "INVALID_COUNTRY")
     _text(v, "sepa_account.address.town", address.town, 35, required=True)
     _text(v, "sepa_account.address.street", address.street, 70)
     _text(v, "sepa_account.address.postcode", address.postcode, 16)

@@ -73,9 +73,7 @@ class Operations:
                 raise NotFound("payment not found")
             return Reply(0, self._encoder.charge(payment), replayed=True)
 
-        begun = await begin_with_wait(
-            lambda: self._store.begin_charge(claim, draft), ctx.deadline, self._policy
-        )
+        begun = await begin_with_wait(lambda: self._store.begin_charge(claim, draft), ctx.deadline, self._policy)
         return await finish_begun(begun, execute, rebuild)
 
     async def refund(self, cmd: RefundCommand, ctx: CallContext) -> Reply:
@@ -159,7 +157,5 @@ class Operations:
                 raise NotFound("payout not found")
             return Reply(0, self._encoder.payout(payout), replayed=True)
 
-        begun = await begin_with_wait(
-            lambda: self._store.begin_payout(claim, draft), ctx.deadline, self._policy
-        )
+        begun = await begin_with_wait(lambda: self._store.begin_payout(claim, draft), ctx.deadline, self._policy)
         return await finish_begun(begun, execute, rebuild)

@@ -47,8 +47,7 @@ class IdempotencyKeyReused(DomainError):
 
     def __init__(self) -> None:
         super().__init__(
-            "this idempotency key was already used with a different request; "
-            "use a new key for a new operation"
+            "this idempotency key was already used with a different request; use a new key for a new operation"
         )
 
 

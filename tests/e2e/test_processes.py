@@ -1,0 +1,93 @@
+"""Guarantees across server processes, and the `payments` command as users run it."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import grpc
+import pytest
+
+from server.api.client import payment_stub
+from tests.support.processes import SharedSandboxServers, free_port, run_cli, start_cli_server, wait_serving
+from tests.support.requests import charge, error_reason
+
+
+def test_storm_split_across_two_processes_makes_one_psp_call(database_url: str) -> None:
+    servers = SharedSandboxServers(database_url, count=2)
+    channels = [grpc.insecure_channel(f"127.0.0.1:{port}") for port in servers.ports]
+    try:
+        stubs = [payment_stub(c) for c in channels]
+        request = charge("cross-process-storm", amount=777)
+        futures = [stubs[i % 2].Charge.future(request, timeout=30) for i in range(200)]
+        succeeded = 0
+        for future in futures:
+            try:
+                future.result()
+                succeeded += 1
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.ABORTED
+                assert error_reason(error) == "IDEMPOTENCY_KEY_IN_USE"
+        assert succeeded >= 1
+        assert servers.total_calls() == 1
+    finally:
+        for channel in channels:
+            channel.close()
+        servers.close()
+
+
+def test_cli_charge_replay_and_reuse_then_sigterm(database_url: str) -> None:
+    port = free_port()
+    process = start_cli_server(database_url, port)
+    try:
+        wait_serving(f"127.0.0.1:{port}")
+        args = ["charge", "--amount", "1250", "--currency", "EUR", "--payment-method", "pm_card_visa",
+                "--idempotency-key", "k1"]  # fmt: skip
+        first = run_cli(*args, port=port)
+        assert first.returncode == 0, first.stderr
+        payment = json.loads(first.stdout)
+        assert payment["status"] == "PAYMENT_STATUS_SUCCEEDED"
+        assert payment["amount"] == {"amount_minor": "1250", "currency": "EUR"}
+        again = run_cli(*args, port=port)
+        assert again.returncode == 0
+        assert json.loads(again.stdout) == payment
+        reused = run_cli(*[a if a != "1250" else "999" for a in args], port=port)
+        assert reused.returncode == 1
+        assert "FAILED_PRECONDITION" in reused.stderr
+        assert "IDEMPOTENCY_KEY_REUSED" in reused.stderr
+        got = run_cli("get", payment["id"], port=port)
+        assert json.loads(got.stdout) == payment
+        declined = run_cli("charge", "--amount", "500", "--currency", "EUR", "--payment-method",
+                           "pm_card_visa_chargeDeclined", "--idempotency-key", "k2", port=port)  # fmt: skip
+        assert json.loads(declined.stdout)["failure"]["decline_code"] == "generic_decline"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=30)
+        except Exception:
+            process.kill()
+            raise
+    assert code == 0, process.stderr.read().decode() if process.stderr else ""
+
+
+def test_cli_rejects_bad_input_readably(database_url: str) -> None:
+    port = free_port()
+    process = start_cli_server(database_url, port)
+    try:
+        wait_serving(f"127.0.0.1:{port}")
+        bad = run_cli("charge", "--amount", "0", "--currency", "EUR", "--payment-method", "pm_card_visa",
+                      "--idempotency-key", "x", port=port)  # fmt: skip
+        assert bad.returncode == 1
+        assert "INVALID_ARGUMENT" in bad.stderr
+        assert "amount.amount_minor: must be positive" in bad.stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("listen", ["nonsense", "127.0.0.1:notaport"])
+def test_serve_refuses_bad_listen_address(database_url: str, listen: str) -> None:
+    process = start_cli_server(database_url, 0, PAYMENTS_LISTEN=listen)
+    assert process.wait(timeout=30) == 2
+    assert process.stderr is not None
+    assert b"PAYMENTS_LISTEN" in process.stderr.read()

@@ -1,0 +1,108 @@
+"""Storage guarantees enforced by PostgreSQL itself (real database, no fakes)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from server.app.store import Done, InFlight, KeyClaim, Pruned, Started, StoredReply
+from server.domain.errors import IdempotencyKeyReused
+from server.domain.idempotency import Operation
+from server.domain.model import Payment
+from server.domain.money import Money
+from server.domain.states import PaymentStatus
+from storage.database import Database, create_pool
+from storage.migrator import migrate_dsn
+from storage.operations_store import PostgresOperationStore
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def draft() -> Payment:
+    return Payment(uuid.uuid4(), "c", PaymentStatus.PENDING, Money(1000, "EUR"), 0, 0, 0, "pm_card_visa", "", "",
+                   {"k": "v"}, "sandbox", None, None, AT, AT)  # fmt: skip
+
+
+def claim(key: str = "k", fp: bytes = b"fp", lease: float = 5.0) -> KeyClaim:
+    return KeyClaim("c", key, Operation.CHARGE, fp, lease, "00-abc-def-01")
+
+
+async def test_migrations_are_idempotent_and_safe_concurrently(database_url: str) -> None:
+    results = await asyncio.gather(*(migrate_dsn(database_url) for _ in range(4)))
+    assert all(r == [] for r in results), "the template was already migrated"
+
+
+async def test_illegal_transition_is_refused_by_the_database(database_url: str) -> None:
+    db = Database(await create_pool(database_url))
+    try:
+        store = PostgresOperationStore(db)
+        payment = draft()
+        await store.begin_charge(claim(), payment)
+        async with db.connection() as conn:
+            await conn.execute("UPDATE payments SET status = 'SUCCEEDED', last_reason = 'psp' WHERE id = $1",
+                               payment.id)  # fmt: skip
+            with pytest.raises(asyncpg.PostgresError, match="illegal payment transition"):
+                await conn.execute("UPDATE payments SET status = 'PENDING' WHERE id = $1", payment.id)
+            events = await conn.fetch(
+                "SELECT from_status, to_status, actor, reason FROM resource_events WHERE resource_id = $1 ORDER BY id",
+                payment.id,
+            )
+            assert [(e["from_status"], e["to_status"]) for e in events] == [
+                (None, "PENDING"),
+                ("PENDING", "SUCCEEDED"),
+            ]
+            assert events[0]["actor"] == "client:c"
+            with pytest.raises(asyncpg.PostgresError, match="append-only"):
+                await conn.execute("DELETE FROM resource_events")
+    finally:
+        await db.close()
+
+
+async def test_refund_limit_is_a_database_constraint(database_url: str) -> None:
+    db = Database(await create_pool(database_url))
+    try:
+        payment = draft()
+        await PostgresOperationStore(db).begin_charge(claim(), payment)
+        async with db.connection() as conn:
+            await conn.execute("UPDATE payments SET status='SUCCEEDED', amount_captured=1000 WHERE id=$1", payment.id)
+            with pytest.raises(asyncpg.CheckViolationError):
+                await conn.execute("UPDATE payments SET amount_refunded = 600, amount_reserved = 401 WHERE id=$1",
+                                   payment.id)  # fmt: skip
+    finally:
+        await db.close()
+
+
+async def test_claim_states(database_url: str) -> None:
+    db = Database(await create_pool(database_url))
+    try:
+        store = PostgresOperationStore(db)
+        first = await store.begin_charge(claim(lease=0.3), draft())
+        assert isinstance(first, Started)
+        assert not first.resumed
+        assert isinstance(await store.begin_charge(claim(), draft()), InFlight)
+        with pytest.raises(IdempotencyKeyReused):
+            await store.begin_charge(claim(fp=b"other"), draft())
+        await asyncio.sleep(0.35)  # the lease runs out: the execution stopped at its recovery point
+        contenders = await asyncio.gather(*(store.begin_charge(claim(), draft()) for _ in range(5)))
+        resumed = [c for c in contenders if isinstance(c, Started)]
+        assert len(resumed) == 1, "exactly one retry takes the key over"
+        assert resumed[0].resumed
+        assert resumed[0].resource.id == first.resource.id
+        reply = StoredReply(0, b"reply-bytes")
+        assert await store.finish(resumed[0].lease, None, reply) == reply
+        replay = await store.begin_charge(claim(), draft())
+        assert replay == Done(reply, replayed=True)
+        async with db.connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT executions, trace_context FROM idempotency_keys WHERE idempotency_key='k'"
+            )
+            assert row["executions"] == 2
+            assert row["trace_context"] == "00-abc-def-01"
+            await conn.execute("UPDATE idempotency_keys SET reply_body = NULL")  # retention pruning
+        assert await store.begin_charge(claim(), draft()) == Pruned(first.resource.id)
+    finally:
+        await db.close()
