@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: serve test lint typecheck buflint unit proto sandbox clean
+.PHONY: serve test test-stripe-live lint typecheck buflint proto sandbox clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -18,6 +18,16 @@ serve: $(STAMP)
 
 test: lint typecheck buflint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The Stripe adapter's integration suite against Stripe's test mode (or any Stripe-compatible server
+# at PAYMENTS_STRIPE_API_BASE). Needs PAYMENTS_STRIPE_API_KEY=sk_test_…; skipped without it.
+test-stripe-live: $(STAMP)
+	@if [ -z "$$PAYMENTS_STRIPE_API_KEY" ]; then \
+		echo "test-stripe-live skipped: set PAYMENTS_STRIPE_API_KEY=sk_test_... (and PAYMENTS_STRIPE_API_BASE for a Stripe-compatible server)"; \
+	else PAYMENTS_STRIPE_LIVE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -rs tests/integration/test_stripe_adapter.py; fi
+
+sandbox: $(STAMP)
+	$(BIN)/payments sandbox
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,9 +8,13 @@ import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import stripe
+
 from adapters.directory import ProviderSet
 from adapters.inprocess_sandbox import InProcessSandbox
 from adapters.retry import RetryingProvider
+from adapters.sandboxes.stripe_sandbox import StripeSandbox
+from adapters.stripe_psp import StripeAdapter, close_http_client, stripe_client
 from server.api.convert import ProtoReplyEncoder
 from server.api.servicer import ClientIdentifier, PaymentServicer, SingleClient
 from server.app.execution import ExecutionPolicy
@@ -31,9 +35,40 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def default_providers(settings: Settings) -> ProviderSet:
-    sandbox = RetryingProvider(InProcessSandbox("sandbox"))
-    return ProviderSet(cards=sandbox, bank=sandbox)
+SANDBOX_STRIPE_KEY = "sk_test_sandbox"  # the built-in sandbox accepts any sk_test_ key
+STRIPE_HTTP_TIMEOUT_SECONDS = 30.0  # per request; each attempt is also cut at the caller's deadline
+
+
+@dataclass
+class Providers:
+    """The PSPs of one process, and the sandboxes started for them (stopped on close)."""
+
+    directory: ProviderSet
+    sandboxes: list[StripeSandbox] = field(default_factory=list)
+    http_clients: list[stripe.HTTPXClient] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for http_client in self.http_clients:
+            await close_http_client(http_client)
+        for sandbox in self.sandboxes:
+            sandbox.stop()
+
+
+def build_providers(settings: Settings) -> Providers:
+    """Stripe for cards and Stripe-account payouts (the built-in sandbox without an API key)."""
+    inprocess = RetryingProvider(InProcessSandbox("inprocess"))
+    if settings.psp == "inprocess":
+        return Providers(ProviderSet(cards=inprocess, bank=inprocess))
+    sandboxes: list[StripeSandbox] = []
+    api_key, api_base = settings.stripe_api_key, settings.stripe_api_base
+    if not api_key:
+        sandbox = StripeSandbox().start()
+        sandboxes.append(sandbox)
+        api_key, api_base = SANDBOX_STRIPE_KEY, sandbox.url
+        log.info("using the built-in Stripe sandbox", extra={"stripe_api_base": sandbox.url})
+    http_client = stripe.HTTPXClient(timeout=STRIPE_HTTP_TIMEOUT_SECONDS)
+    cards = RetryingProvider(StripeAdapter(stripe_client(api_key, api_base, http_client)))
+    return Providers(ProviderSet(cards=cards, bank=inprocess), sandboxes, [http_client])
 
 
 def open_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
@@ -52,6 +87,7 @@ class Service:
     providers: ProviderSet
     port: int
     embedded: EmbeddedPostgres | None = None
+    owned_providers: Providers | None = None
     _closed: bool = field(default=False, repr=False)
 
     async def close(self, grace_seconds: float | None = None) -> None:
@@ -60,6 +96,8 @@ class Service:
         self._closed = True
         await self.server.stop(self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds)
         await self.db.close()
+        if self.owned_providers is not None:
+            await self.owned_providers.close()
 
 
 async def start_service(
@@ -80,7 +118,10 @@ async def start_service(
     if migrate:
         await migrate_dsn(url)
     db = Database(await create_pool(url, max_size=settings.db_pool_size))
-    providers = providers or default_providers(settings)
+    owned = None
+    if providers is None:
+        owned = build_providers(settings)
+        providers = owned.directory
     policy = policy or ExecutionPolicy(psp_budget_seconds=settings.psp_budget_seconds)
     operations = Operations(
         store=PostgresOperationStore(db), reader=PostgresReader(db), providers=providers,
@@ -90,7 +131,7 @@ async def start_service(
     server = GrpcServer(servicer)
     port = server.bind(settings.listen)
     await server.start()
-    return Service(settings, db, server, providers, port, embedded)
+    return Service(settings, db, server, providers, port, embedded, owned)
 
 
 async def serve(settings: Settings) -> int:

@@ -166,6 +166,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return asyncio.run(serve(settings))
 
 
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """Runs the offline PSP sandboxes on their own, for integration tests or a manual session."""
+    import signal
+    import threading
+
+    from adapters.sandboxes.bank_sandbox import BankSandbox
+    from adapters.sandboxes.stripe_sandbox import StripeSandbox
+
+    stripe_sandbox = StripeSandbox(args.host, args.stripe_port).start()
+    bank_sandbox = BankSandbox(args.host, args.bank_port).start()
+    print(f"Stripe sandbox: {stripe_sandbox.url}  (PAYMENTS_STRIPE_API_BASE, any sk_test_ key)", flush=True)
+    print(f"bank sandbox:   {bank_sandbox.url}  (PAYMENTS_BANK_API_BASE)", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    stripe_sandbox.stop()
+    bank_sandbox.stop()
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from server.bootstrap import open_database_url
     from storage.migrator import migrate_dsn
@@ -194,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="host:port (default: $PAYMENTS_LISTEN or 127.0.0.1:50051)")
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sandbox = sub.add_parser("sandbox", help="run the offline Stripe and bank sandboxes")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--stripe-port", type=int, default=12111)
+    sandbox.add_argument("--bank-port", type=int, default=12112)
+    sandbox.set_defaults(func=cmd_sandbox)
 
     charge = _client_parser(sub, "charge", "charge a payment method")
     charge.add_argument("--amount", type=int, required=True, help="amount in minor units (1250 = 12.50 EUR)")

@@ -40,7 +40,9 @@ class Settings:
     listen: str = "127.0.0.1:50051"
     database_url: str | None = None
     data_dir: Path = Path(".payments-data")
-    psp: str = "sandbox"  # "sandbox": the in-process sandbox PSP
+    # "stripe": Stripe, or the built-in Stripe sandbox without an API key; "inprocess": the instant
+    # in-process sandbox PSP (benchmarks, experiments).
+    psp: str = "stripe"
     stripe_api_key: str | None = field(default=None, repr=False)
     stripe_api_base: str | None = None
     bank_api_base: str | None = None
@@ -83,8 +85,10 @@ class Settings:
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ConfigError(f"PAYMENTS_LISTEN must be host:port, got {self.listen!r}")
-        if self.psp not in ("sandbox",):
-            raise ConfigError(f"PAYMENTS_PSP must be 'sandbox', got {self.psp!r}")
+        if self.psp not in ("stripe", "inprocess"):
+            raise ConfigError(f"PAYMENTS_PSP must be 'stripe' or 'inprocess', got {self.psp!r}")
+        if self.stripe_api_key and not self.stripe_api_key.startswith(("sk_", "rk_")):
+            raise ConfigError("PAYMENTS_STRIPE_API_KEY must be a Stripe secret or restricted key (sk_… / rk_…)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("PAYMENTS_TLS_CERT and PAYMENTS_TLS_KEY must be set together")
         if self.db_pool_size < 1:
@@ -96,6 +100,6 @@ class Settings:
             "listen": self.listen,
             "database": "configured URL" if self.database_url else f"embedded in {self.data_dir}",
             "psp": self.psp,
-            "stripe_api_key": "set" if self.stripe_api_key else "unset",
+            "stripe": ("configured" if self.stripe_api_key else "built-in sandbox") if self.psp == "stripe" else "off",
             "tls": "on" if self.tls_cert else "off",
         }

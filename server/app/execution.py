@@ -45,12 +45,17 @@ class ExecutionPolicy:
     psp_budget_seconds: float = 20.0
     lease_margin_seconds: float = 2.0
     default_retry_after_seconds: float = 1.0
+    # Time kept back from the caller's deadline to record the outcome and answer before gRPC gives up.
+    reply_margin_seconds: float = 0.05
 
     def lease_seconds(self, deadline: Deadline) -> float:
         return deadline.clamp(self.psp_budget_seconds) + self.lease_margin_seconds
 
     def psp_deadline(self, deadline: Deadline) -> Deadline:
-        return Deadline.after(deadline.clamp(self.psp_budget_seconds))
+        left = deadline.remaining()
+        if left is None:
+            return Deadline.after(self.psp_budget_seconds)
+        return Deadline.after(min(self.psp_budget_seconds, max(0.0, left - self.reply_margin_seconds)))
 
 
 async def begin_with_wait(
@@ -90,7 +95,7 @@ async def drive(
         outcome = await call_psp(policy.psp_deadline(ctx.deadline))
     except PspUnavailableError as exc:
         transition = flow.in_progress(resource, ctx.actor, now()) if exc.possibly_executed else None
-        await store.release(started.lease, transition)
+        await asyncio.shield(store.release(started.lease, transition))
         retry_after = exc.retry_after or policy.default_retry_after_seconds
         raise PspUnavailable(
             "the payment provider did not give a final answer; retry with the same idempotency key",
@@ -100,14 +105,15 @@ async def drive(
         log.error("psp rejected the request: %s (code %s)", exc, exc.code)
         outcome = PspOutcome(OutcomeKind.FAILED, failure=Failure(exc.code, str(exc)))
     if outcome.kind is OutcomeKind.UNKNOWN:
-        await store.release(started.lease, flow.in_progress(resource, ctx.actor, now()))
+        await asyncio.shield(store.release(started.lease, flow.in_progress(resource, ctx.actor, now())))
         raise PspUnavailable(
             "the payment provider's answer was lost; retry with the same idempotency key",
             policy.default_retry_after_seconds,
         )
     transition = flow.decide(resource, outcome, ctx.actor, now())
     final = flow.apply(resource, transition) if transition else resource
-    stored = await store.finish(started.lease, transition, StoredReply(0, encode(final)))
+    # Shielded: once the PSP has answered, the outcome is recorded even if the caller goes away.
+    stored = await asyncio.shield(store.finish(started.lease, transition, StoredReply(0, encode(final))))
     return Reply.of(stored, replayed=False)
 
 

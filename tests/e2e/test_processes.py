@@ -59,7 +59,10 @@ def test_cli_charge_replay_and_reuse_then_sigterm(database_url: str) -> None:
         assert json.loads(got.stdout) == payment
         declined = run_cli("charge", "--amount", "500", "--currency", "EUR", "--payment-method",
                            "pm_card_visa_chargeDeclined", "--idempotency-key", "k2", port=port)  # fmt: skip
-        assert json.loads(declined.stdout)["failure"]["decline_code"] == "generic_decline"
+        declined_payment = json.loads(declined.stdout)
+        assert declined_payment["status"] == "PAYMENT_STATUS_FAILED"
+        assert declined_payment["failure"]["decline_code"] == "generic_decline"
+        assert declined_payment["psp"] == "stripe", "with no configuration, charges go to the Stripe sandbox"
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -1,0 +1,285 @@
+"""Stripe behind the PSP port, with the official SDK (StripeClient, async over httpx).
+
+Only translation lives here: charge = PaymentIntent created and confirmed; refund = Refund on the
+PaymentIntent; payout to a seller = Transfer to the connected account. Every POST carries the order's
+derived idempotency key; our ids go into metadata (and the payout id into transfer_group) so an
+operation can always be found again. The SDK's own retries are off: adapters.retry owns retrying.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+import stripe
+
+from server.app.deadline import Deadline
+from server.app.psp import (
+    ChargeOrder,
+    Order,
+    OutcomeKind,
+    PayoutOrder,
+    PspOutcome,
+    PspRejectedError,
+    PspUnavailableError,
+    RefundOrder,
+)
+from server.domain.model import Failure, StripeAccountDestination
+
+log = logging.getLogger(__name__)
+
+STRIPE_API_BASE = "https://api.stripe.com"
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+_INTENT_OUTCOMES = {
+    "succeeded": OutcomeKind.SUCCEEDED,
+    "processing": OutcomeKind.PENDING,
+    "requires_action": OutcomeKind.REQUIRES_ACTION,
+    "requires_confirmation": OutcomeKind.REQUIRES_ACTION,
+    "requires_capture": OutcomeKind.SUCCEEDED,
+    "requires_payment_method": OutcomeKind.FAILED,
+    "canceled": OutcomeKind.FAILED,
+}
+_REFUND_OUTCOMES = {
+    "succeeded": OutcomeKind.SUCCEEDED,
+    "pending": OutcomeKind.PENDING,
+    "requires_action": OutcomeKind.PENDING,
+    "failed": OutcomeKind.FAILED,
+    "canceled": OutcomeKind.FAILED,
+}
+
+
+def stripe_client(api_key: str, api_base: str | None, http_client: stripe.HTTPXClient) -> stripe.StripeClient:
+    """A StripeClient with the SDK's retries off, over the given async httpx transport."""
+    return stripe.StripeClient(
+        api_key=api_key,
+        base_addresses={"api": api_base or STRIPE_API_BASE},
+        max_network_retries=0,
+        http_client=http_client,
+    )
+
+
+async def close_http_client(http_client: stripe.HTTPXClient) -> None:
+    # The SDK leaves close_async unannotated; it closes the pooled httpx.AsyncClient.
+    await http_client.close_async()  # type: ignore[no-untyped-call]
+
+
+def _request_id(obj: Any) -> str | None:
+    response = getattr(obj, "last_response", None)
+    return getattr(response, "request_id", None) if response is not None else None
+
+
+def _metadata(**ids: str) -> dict[str, str]:
+    return {k: v for k, v in ids.items() if v}
+
+
+class StripeAdapter:
+    """Single attempts against Stripe (wrap with adapters.retry.RetryingProvider)."""
+
+    def __init__(self, client: stripe.StripeClient, *, name: str = "stripe") -> None:
+        self._client = client
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
+        return {}
+
+    # -- operations ---------------------------------------------------------------------------
+
+    async def charge(self, order: ChargeOrder, deadline: Deadline) -> PspOutcome:
+        params: dict[str, Any] = {
+            "amount": order.amount.amount_minor,
+            "currency": order.amount.currency.lower(),
+            "payment_method": order.payment_method,
+            "confirm": True,
+            # Cards only, no redirect flow: a confirm needs no return_url, 3-D Secure shows as requires_action.
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+            "metadata": {
+                **order.metadata,
+                **_metadata(
+                    payment_id=order.payment_id, idempotency_key=order.idempotency_key, customer_id=order.customer_id
+                ),
+            },
+        }
+        if order.description:
+            params["description"] = order.description
+        async with self._errors("charge") as guard:
+            intent = await self._client.v1.payment_intents.create_async(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": order.psp_key},
+            )
+            return self._intent_outcome(intent)
+        return guard.outcome
+
+    async def refund(self, order: RefundOrder, deadline: Deadline) -> PspOutcome:
+        if not order.payment_psp_reference:
+            raise PspRejectedError("the payment has no Stripe PaymentIntent", code="missing_psp_reference")
+        params: dict[str, Any] = {
+            "payment_intent": order.payment_psp_reference,
+            "amount": order.amount.amount_minor,
+            "metadata": _metadata(refund_id=order.refund_id, payment_id=order.payment_id,
+                                  idempotency_key=order.idempotency_key, reason=order.reason[:500]),
+        }  # fmt: skip
+        async with self._errors("refund") as guard:
+            refund = await self._client.v1.refunds.create_async(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": order.psp_key},
+            )
+            return self._refund_outcome(refund)
+        return guard.outcome
+
+    async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome:
+        destination = order.destination
+        if not isinstance(destination, StripeAccountDestination):
+            raise PspRejectedError("Stripe pays out to connected accounts only", code="unsupported_destination")
+        params: dict[str, Any] = {
+            "amount": order.amount.amount_minor,
+            "currency": order.amount.currency.lower(),
+            "destination": destination.account_id,
+            "transfer_group": order.payout_id,
+            "metadata": _metadata(payout_id=order.payout_id, idempotency_key=order.idempotency_key,
+                                  reference=order.reference),
+        }  # fmt: skip
+        if order.reference:
+            params["description"] = order.reference
+        async with self._errors("payout") as guard:
+            transfer = await self._client.v1.transfers.create_async(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": order.psp_key},
+            )
+            return PspOutcome(OutcomeKind.SUCCEEDED, transfer.id, data=self._data(transfer))
+        return guard.outcome
+
+    async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
+        """Finds the operation by its Stripe id, else by our metadata; UNKNOWN if Stripe never saw it."""
+        async with self._errors("lookup") as guard:
+            if isinstance(order, ChargeOrder):
+                if psp_reference:
+                    return self._intent_outcome(await self._client.v1.payment_intents.retrieve_async(psp_reference))
+                found = await self._client.v1.payment_intents.search_async(
+                    params={"query": f"metadata['payment_id']:'{order.payment_id}'"}
+                )
+                return self._intent_outcome(found.data[0]) if found.data else PspOutcome(OutcomeKind.UNKNOWN)
+            if isinstance(order, RefundOrder):
+                if psp_reference:
+                    return self._refund_outcome(await self._client.v1.refunds.retrieve_async(psp_reference))
+                listed = await self._client.v1.refunds.list_async(
+                    params={"payment_intent": order.payment_psp_reference, "limit": 100}
+                )
+                for refund in listed.data:
+                    metadata: Any = refund.metadata or {}
+                    if metadata.get("refund_id") == order.refund_id:
+                        return self._refund_outcome(refund)
+                return PspOutcome(OutcomeKind.UNKNOWN)
+            if psp_reference:
+                transfer = await self._client.v1.transfers.retrieve_async(psp_reference)
+                return PspOutcome(OutcomeKind.SUCCEEDED, transfer.id, data=self._data(transfer))
+            transfers = await self._client.v1.transfers.list_async(params={"transfer_group": order.payout_id})
+            if transfers.data:
+                return PspOutcome(OutcomeKind.SUCCEEDED, transfers.data[0].id, data=self._data(transfers.data[0]))
+            return PspOutcome(OutcomeKind.UNKNOWN)
+        return guard.outcome
+
+    # -- translation --------------------------------------------------------------------------
+
+    def _data(self, obj: Any) -> dict[str, str]:
+        request_id = _request_id(obj)
+        return {"psp_request_id": request_id} if request_id else {}
+
+    def _intent_outcome(self, intent: Any) -> PspOutcome:
+        kind = _INTENT_OUTCOMES.get(intent.status, OutcomeKind.PENDING)
+        failure = None
+        if kind is OutcomeKind.FAILED:
+            error = getattr(intent, "last_payment_error", None)
+            failure = (
+                Failure(error.code or "card_declined", error.message or "", getattr(error, "decline_code", "") or "")
+                if error
+                else Failure("payment_canceled" if intent.status == "canceled" else "payment_failed")
+            )
+        return PspOutcome(kind, intent.id, failure, self._data(intent))
+
+    def _refund_outcome(self, refund: Any) -> PspOutcome:
+        kind = _REFUND_OUTCOMES.get(refund.status, OutcomeKind.PENDING)
+        failure = None
+        if kind is OutcomeKind.FAILED:
+            reason = getattr(refund, "failure_reason", None) or "refund_failed"
+            failure = Failure(reason, "the refund failed at Stripe", reason)
+        return PspOutcome(kind, refund.id, failure, self._data(refund))
+
+    def _errors(self, operation: str) -> _StripeErrors:
+        return _StripeErrors(self._name, operation)
+
+
+class _StripeErrors:
+    """Maps the SDK's exceptions to outcomes (declines) or the port's errors, in one place."""
+
+    def __init__(self, psp: str, operation: str) -> None:
+        self._psp = psp
+        self._operation = operation
+        self.outcome = PspOutcome(OutcomeKind.UNKNOWN)
+
+    async def __aenter__(self) -> _StripeErrors:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or not isinstance(exc, stripe.StripeError):
+            return False
+        if isinstance(exc, stripe.CardError):
+            self.outcome = self._decline(exc)
+            return True
+        raise self._translate(exc) from exc
+
+    def _decline(self, exc: stripe.CardError) -> PspOutcome:
+        error = exc.error
+        intent = getattr(error, "payment_intent", None) if error else None
+        failure = Failure(
+            exc.code or "card_declined",
+            exc.user_message or "The card was declined.",
+            (getattr(error, "decline_code", None) if error else None) or "",
+        )
+        data = {"psp_request_id": exc.request_id} if exc.request_id else {}
+        return PspOutcome(OutcomeKind.FAILED, getattr(intent, "id", None), failure, data)
+
+    def _translate(self, exc: stripe.StripeError) -> Exception:
+        status = exc.http_status or 0
+        headers = exc.headers or {}
+        should_retry = str(headers.get("stripe-should-retry", "")).lower()
+        where = f"stripe {self._operation}"
+        if isinstance(exc, stripe.APIConnectionError):
+            cause = exc.__cause__
+            sent = not isinstance(cause, _NOT_SENT)
+            return PspUnavailableError(f"{where}: connection failed ({type(cause).__name__})", possibly_executed=sent)
+        if should_retry == "false":
+            return self._rejected(exc, where)
+        if isinstance(exc, stripe.RateLimitError) or status == 429:
+            return PspUnavailableError(
+                f"{where}: rate limited ({exc.code or 'rate_limit'})",
+                possibly_executed=False,
+                retry_after=_retry_after(headers),
+                request_id=exc.request_id,
+            )
+        if status == 409 or status >= 500 or should_retry == "true":
+            return PspUnavailableError(
+                f"{where}: HTTP {status}", possibly_executed=True, retry_after=_retry_after(headers),
+                request_id=exc.request_id,
+            )  # fmt: skip
+        return self._rejected(exc, where)
+
+    def _rejected(self, exc: stripe.StripeError, where: str) -> PspRejectedError:
+        code = exc.code or type(exc).__name__
+        if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
+            log.error("%s: Stripe refused our credentials (%s); check PAYMENTS_STRIPE_API_KEY", where, code)
+        message = exc.user_message or f"Stripe refused the request ({code})"
+        return PspRejectedError(f"{message}", code=code, request_id=exc.request_id)
+
+
+def _retry_after(headers: Any) -> float | None:
+    raw = headers.get("retry-after") if headers else None
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,184 @@
+"""The Stripe adapter with the real SDK over real HTTP: against the sandbox by default, against
+Stripe's test mode with `make test-stripe-live`. No mocks of the SDK or of httpx."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import stripe
+
+from adapters.retry import RetryingProvider, RetryPolicy
+from adapters.sandboxes.stripe_objects import CREATE_PAYMENT_INTENT, CREATE_REFUND, CREATE_TRANSFER
+from adapters.sandboxes.stripe_sandbox import StripeSandbox
+from adapters.stripe_psp import StripeAdapter, close_http_client, stripe_client
+from server.app.deadline import Deadline
+from server.app.psp import ChargeOrder, OutcomeKind, PayoutOrder, PspRejectedError, PspUnavailableError, RefundOrder
+from server.domain.model import StripeAccountDestination
+from server.domain.money import Money
+from tests.support.stripe_backend import LIVE, StripeBackend, live_credentials
+
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
+
+POLICY = RetryPolicy(max_attempts=5, initial_backoff=0.01, max_backoff=0.05, attempt_timeout=5.0)
+
+
+@pytest.fixture
+def backend() -> Iterator[StripeBackend]:
+    if LIVE:
+        key, base = live_credentials()
+        yield StripeBackend(key, base, None)
+        return
+    with StripeSandbox() as sandbox:
+        yield StripeBackend("sk_test_sandbox", sandbox.url, sandbox)
+
+
+@pytest.fixture
+async def psp(backend: StripeBackend) -> AsyncIterator[RetryingProvider]:
+    http_client = stripe.HTTPXClient(timeout=10)
+    yield RetryingProvider(StripeAdapter(stripe_client(backend.api_key, backend.api_base, http_client)), POLICY)
+    await close_http_client(http_client)
+
+
+def charge_order(method: str = "pm_card_visa", amount: int = 2000) -> ChargeOrder:
+    payment_id = f"pay_{uuid.uuid4().hex}"
+    return ChargeOrder(payment_id, "test-client", f"key-{payment_id}", f"charge-{uuid.uuid4().hex}",
+                       Money(amount, "EUR"), method, "cus-1", "adapter test", {"order": "42"})  # fmt: skip
+
+
+def refund_order(reference: str, amount: int, payment_id: str = "pay_x") -> RefundOrder:
+    refund_id = f"re_{uuid.uuid4().hex}"
+    return RefundOrder(refund_id, payment_id, "test-client", f"key-{refund_id}", f"refund-{uuid.uuid4().hex}",
+                       Money(amount, "EUR"), reference, "requested by customer")  # fmt: skip
+
+
+async def test_charge_succeeds_and_is_found_again(psp: RetryingProvider) -> None:
+    order = charge_order()
+    outcome = await psp.charge(order, Deadline.after(20))
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert outcome.psp_reference
+    assert outcome.psp_reference.startswith("pi_")
+    assert outcome.data.get("psp_request_id", "").startswith("req_")
+    by_id = await psp.lookup(order, outcome.psp_reference, Deadline.after(20))
+    assert (by_id.kind, by_id.psp_reference) == (OutcomeKind.SUCCEEDED, outcome.psp_reference)
+
+
+async def test_lookup_by_metadata_finds_the_intent(backend: StripeBackend, psp: RetryingProvider) -> None:
+    backend.require_sandbox()  # Stripe's search index lags up to a minute in test mode
+    order = charge_order()
+    outcome = await psp.charge(order, Deadline.after(20))
+    found = await psp.lookup(order, None, Deadline.after(20))
+    assert found.psp_reference == outcome.psp_reference
+    unknown = await psp.lookup(charge_order(), None, Deadline.after(20))
+    assert unknown.kind is OutcomeKind.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("method", "kind", "code", "decline"),
+    [
+        ("pm_card_visa_chargeDeclined", OutcomeKind.FAILED, "card_declined", "generic_decline"),
+        ("pm_card_chargeDeclinedInsufficientFunds", OutcomeKind.FAILED, "card_declined", "insufficient_funds"),
+        ("pm_card_authenticationRequired", OutcomeKind.REQUIRES_ACTION, None, None),
+    ],
+)
+async def test_declines_and_authentication_map(
+    psp: RetryingProvider, method: str, kind: OutcomeKind, code: str | None, decline: str | None
+) -> None:
+    outcome = await psp.charge(charge_order(method), Deadline.after(20))
+    assert outcome.kind is kind
+    assert outcome.psp_reference
+    assert outcome.psp_reference.startswith("pi_")
+    if code:
+        assert outcome.failure is not None
+        assert (outcome.failure.code, outcome.failure.decline_code) == (code, decline)
+
+
+async def test_partial_refunds(psp: RetryingProvider) -> None:
+    charged = await psp.charge(charge_order(amount=3000), Deadline.after(20))
+    assert charged.psp_reference
+    first = await psp.refund(refund_order(charged.psp_reference, 1000), Deadline.after(20))
+    second = await psp.refund(refund_order(charged.psp_reference, 2000), Deadline.after(20))
+    assert first.kind is second.kind is OutcomeKind.SUCCEEDED
+    assert first.psp_reference
+    assert first.psp_reference.startswith("re_")
+
+
+async def test_three_500s_then_success_make_one_intent(backend: StripeBackend, psp: RetryingProvider) -> None:
+    sandbox = backend.require_sandbox()
+    sandbox.inject("http_500", count=3, method="POST", path_prefix="/v1/payment_intents")
+    order = charge_order()
+    outcome = await psp.charge(order, Deadline.after(20))
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert sandbox.executions(CREATE_PAYMENT_INTENT) == 1
+    keys = [r.idempotency_key for r in sandbox.requests() if r.method == "POST"]
+    assert keys == [order.psp_key] * 4
+
+
+async def test_work_done_then_response_dropped(backend: StripeBackend, psp: RetryingProvider) -> None:
+    sandbox = backend.require_sandbox()
+    sandbox.inject("drop_after_work", count=1, method="POST")
+    order = charge_order()
+    outcome = await psp.charge(order, Deadline.after(20))
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert sandbox.executions(CREATE_PAYMENT_INTENT) == 1
+    posts = [r for r in sandbox.requests() if r.method == "POST"]
+    assert len(posts) == 2
+    assert {r.idempotency_key for r in posts} == {order.psp_key}
+    assert posts[1].replayed
+
+
+async def test_rate_limit_and_lock_timeout_are_retried(backend: StripeBackend, psp: RetryingProvider) -> None:
+    sandbox = backend.require_sandbox()
+    sandbox.inject("lock_timeout", count=1, method="POST")
+    sandbox.inject("http_409", count=1, method="POST")
+    outcome = await psp.charge(charge_order(), Deadline.after(20))
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert sandbox.executions(CREATE_PAYMENT_INTENT) == 1
+
+
+async def test_connection_reset_is_retried_and_stall_is_cut_at_the_deadline(
+    backend: StripeBackend, psp: RetryingProvider
+) -> None:
+    sandbox = backend.require_sandbox()
+    sandbox.inject("reset", count=1, method="POST")
+    assert (await psp.charge(charge_order(), Deadline.after(20))).kind is OutcomeKind.SUCCEEDED
+    sandbox.inject("stall", count=10, method="POST", stall_seconds=3)
+    with pytest.raises(PspUnavailableError) as caught:
+        await psp.charge(charge_order(), Deadline.after(0.3))
+    assert caught.value.possibly_executed
+
+
+async def test_bad_credentials_are_rejected_not_retried(backend: StripeBackend) -> None:
+    sandbox = backend.require_sandbox()
+    http_client = stripe.HTTPXClient(timeout=5)
+    try:
+        bad = RetryingProvider(StripeAdapter(stripe_client("sk_live_wrong", sandbox.url, http_client)), POLICY)
+        with pytest.raises(PspRejectedError):
+            await bad.charge(charge_order(), Deadline.after(5))
+        assert len(sandbox.requests()) == 1
+    finally:
+        await close_http_client(http_client)
+
+
+async def test_transfer_to_connected_account(backend: StripeBackend, psp: RetryingProvider) -> None:
+    sandbox = backend.require_sandbox()
+    payout_id = f"po_{uuid.uuid4().hex}"
+    order = PayoutOrder(payout_id, "test-client", "k", f"payout-{uuid.uuid4().hex}", Money(5000, "EUR"),
+                        StripeAccountDestination("acct_1Seller"), False, "March sales")  # fmt: skip
+    outcome = await psp.payout(order, Deadline.after(20))
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert outcome.psp_reference
+    assert outcome.psp_reference.startswith("tr_")
+    assert sandbox.executions(CREATE_TRANSFER) == 1
+    found = await psp.lookup(order, None, Deadline.after(20))
+    assert found.psp_reference == outcome.psp_reference
+
+
+async def test_over_refund_is_rejected_by_stripe(backend: StripeBackend, psp: RetryingProvider) -> None:
+    sandbox = backend.require_sandbox()
+    charged = await psp.charge(charge_order(amount=1000), Deadline.after(20))
+    assert charged.psp_reference
+    with pytest.raises(PspRejectedError):
+        await psp.refund(refund_order(charged.psp_reference, 5000), Deadline.after(20))
+    assert sandbox.executions(CREATE_REFUND) == 0
