@@ -124,6 +124,8 @@ class InProcessSandbox:
         return await self._execute(order.psp_key, "po", lambda: PspOutcome(OutcomeKind.SUCCEEDED))
 
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
+        if self._down:
+            raise PspUnavailableError("sandbox is down (connection refused)", possibly_executed=False)
         stored = self._results.get(order.psp_key)
         return _decode(stored) if stored else PspOutcome(OutcomeKind.UNKNOWN)
 

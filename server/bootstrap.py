@@ -8,11 +8,15 @@ import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import httpx
 import stripe
 
+from adapters.bank.adapter import BankTransferAdapter
+from adapters.bank.pain001 import DebtorAccount
 from adapters.directory import ProviderSet
 from adapters.inprocess_sandbox import InProcessSandbox
 from adapters.retry import RetryingProvider
+from adapters.sandboxes.bank_sandbox import BankSandbox
 from adapters.sandboxes.stripe_sandbox import StripeSandbox
 from adapters.stripe_psp import StripeAdapter, close_http_client, stripe_client
 from server.api.convert import ProtoReplyEncoder
@@ -20,6 +24,7 @@ from server.api.servicer import ClientIdentifier, PaymentServicer, SingleClient
 from server.app.execution import ExecutionPolicy
 from server.app.operations import Operations
 from server.app.queries import Queries
+from server.app.worker import BackgroundWorker, WorkerPolicy
 from server.config import Settings
 from server.runtime import GrpcServer
 from storage.database import Database, create_pool
@@ -27,6 +32,7 @@ from storage.embedded import EmbeddedPostgres
 from storage.migrator import migrate_dsn
 from storage.operations_store import PostgresOperationStore
 from storage.reader import PostgresReader
+from storage.worker_store import PostgresWorkerStore
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,7 @@ def utc_now() -> datetime:
 
 
 SANDBOX_STRIPE_KEY = "sk_test_sandbox"  # the built-in sandbox accepts any sk_test_ key
+SANDBOX_BANK_TOKEN = "sandbox-token"  # noqa: S105 - not a secret: the built-in bank sandbox accepts any token
 STRIPE_HTTP_TIMEOUT_SECONDS = 30.0  # per request; each attempt is also cut at the caller's deadline
 
 
@@ -44,22 +51,26 @@ class Providers:
     """The PSPs of one process, and the sandboxes started for them (stopped on close)."""
 
     directory: ProviderSet
-    sandboxes: list[StripeSandbox] = field(default_factory=list)
+    sandboxes: list[StripeSandbox | BankSandbox] = field(default_factory=list)
     http_clients: list[stripe.HTTPXClient] = field(default_factory=list)
+    bank_http: httpx.AsyncClient | None = None
 
     async def close(self) -> None:
         for http_client in self.http_clients:
             await close_http_client(http_client)
+        if self.bank_http is not None:
+            await self.bank_http.aclose()
         for sandbox in self.sandboxes:
             sandbox.stop()
 
 
 def build_providers(settings: Settings) -> Providers:
-    """Stripe for cards and Stripe-account payouts (the built-in sandbox without an API key)."""
+    """Stripe for cards and Stripe-account payouts, the bank for SEPA payouts; the built-in sandboxes
+    stand in for any that is not configured."""
     inprocess = RetryingProvider(InProcessSandbox("inprocess"))
     if settings.psp == "inprocess":
         return Providers(ProviderSet(cards=inprocess, bank=inprocess))
-    sandboxes: list[StripeSandbox] = []
+    sandboxes: list[StripeSandbox | BankSandbox] = []
     api_key, api_base = settings.stripe_api_key, settings.stripe_api_base
     if not api_key:
         sandbox = StripeSandbox().start()
@@ -68,7 +79,17 @@ def build_providers(settings: Settings) -> Providers:
         log.info("using the built-in Stripe sandbox", extra={"stripe_api_base": sandbox.url})
     http_client = stripe.HTTPXClient(timeout=STRIPE_HTTP_TIMEOUT_SECONDS)
     cards = RetryingProvider(StripeAdapter(stripe_client(api_key, api_base, http_client)))
-    return Providers(ProviderSet(cards=cards, bank=inprocess), sandboxes, [http_client])
+    bank_base, bank_token = settings.bank_api_base, settings.bank_api_token
+    if not bank_base:
+        bank_sandbox = BankSandbox().start()
+        sandboxes.append(bank_sandbox)
+        bank_base, bank_token = bank_sandbox.url, SANDBOX_BANK_TOKEN
+        log.info("using the built-in bank sandbox", extra={"bank_api_base": bank_sandbox.url})
+    assert bank_token is not None
+    debtor = DebtorAccount(settings.bank_debtor_name, settings.bank_debtor_iban, settings.bank_debtor_bic)
+    bank_http = httpx.AsyncClient()
+    bank = RetryingProvider(BankTransferAdapter(bank_base, bank_token, debtor, http=bank_http))
+    return Providers(ProviderSet(cards=cards, bank=bank, others=[inprocess]), sandboxes, [http_client], bank_http)
 
 
 def open_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
@@ -77,6 +98,31 @@ def open_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]
         return settings.database_url, None
     embedded = EmbeddedPostgres(settings.data_dir.resolve() / "postgres", stop_on_close=False)
     return embedded.start(), embedded
+
+
+@dataclass(frozen=True)
+class Core:
+    """The use cases wired to PostgreSQL and the PSPs: what a server or a lone worker runs on."""
+
+    db: Database
+    reader: PostgresReader
+    operations: Operations
+    providers: ProviderSet
+
+    def worker(self, settings: Settings, policy: WorkerPolicy | None) -> BackgroundWorker:
+        policy = policy or WorkerPolicy(idle_seconds=settings.recovery_idle_seconds)
+        return BackgroundWorker(
+            self.operations, PostgresWorkerStore(self.db), self.reader, self.providers, policy, utc_now
+        )
+
+
+def wire(settings: Settings, db: Database, providers: ProviderSet, policy: ExecutionPolicy | None = None) -> Core:
+    reader = PostgresReader(db)
+    operations = Operations(
+        store=PostgresOperationStore(db), reader=reader, providers=providers, encoder=ProtoReplyEncoder(),
+        policy=policy or ExecutionPolicy(psp_budget_seconds=settings.psp_budget_seconds), now=utc_now,
+    )  # fmt: skip
+    return Core(db, reader, operations, providers)
 
 
 @dataclass
@@ -88,12 +134,22 @@ class Service:
     port: int
     embedded: EmbeddedPostgres | None = None
     owned_providers: Providers | None = None
+    worker: BackgroundWorker | None = None
+    _worker_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _worker_stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _closed: bool = field(default=False, repr=False)
+
+    def start_worker(self) -> None:
+        if self.worker is not None and self._worker_task is None:
+            self._worker_task = asyncio.create_task(self.worker.run(self._worker_stop), name="background-worker")
 
     async def close(self, grace_seconds: float | None = None) -> None:
         if self._closed:
             return
         self._closed = True
+        self._worker_stop.set()
+        if self._worker_task is not None:
+            await self._worker_task
         await self.server.stop(self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds)
         await self.db.close()
         if self.owned_providers is not None:
@@ -107,6 +163,7 @@ async def start_service(
     providers: ProviderSet | None = None,
     identifier: ClientIdentifier | None = None,
     policy: ExecutionPolicy | None = None,
+    worker_policy: WorkerPolicy | None = None,
     migrate: bool = True,
 ) -> Service:
     """Builds and starts one server process; `dsn` and `providers` let tests inject their own."""
@@ -122,16 +179,42 @@ async def start_service(
     if providers is None:
         owned = build_providers(settings)
         providers = owned.directory
-    policy = policy or ExecutionPolicy(psp_budget_seconds=settings.psp_budget_seconds)
-    operations = Operations(
-        store=PostgresOperationStore(db), reader=PostgresReader(db), providers=providers,
-        encoder=ProtoReplyEncoder(), policy=policy, now=utc_now,
-    )  # fmt: skip
-    servicer = PaymentServicer(operations, Queries(PostgresReader(db)), identifier or SingleClient())
+    core = wire(settings, db, providers, policy)
+    servicer = PaymentServicer(core.operations, Queries(core.reader), identifier or SingleClient())
     server = GrpcServer(servicer)
     port = server.bind(settings.listen)
     await server.start()
-    return Service(settings, db, server, providers, port, embedded, owned)
+    worker = core.worker(settings, worker_policy) if settings.worker else None
+    service = Service(settings, db, server, providers, port, embedded, owned, worker)
+    service.start_worker()
+    return service
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def run_worker(settings: Settings) -> int:
+    """`payments worker`: the recovery worker and status poller alone, until SIGTERM/SIGINT."""
+    url, _ = await asyncio.to_thread(open_database_url, settings)
+    await migrate_dsn(url)
+    db = Database(await create_pool(url, max_size=min(settings.db_pool_size, 5)))
+    owned = build_providers(settings)
+    core = wire(settings, db, owned.directory)
+    worker = core.worker(settings, None)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    print("payments worker running", flush=True)
+    await _until_signalled()
+    stop.set()
+    await task
+    await db.close()
+    await owned.close()
+    return 0
 
 
 async def serve(settings: Settings) -> int:
@@ -139,11 +222,7 @@ async def serve(settings: Settings) -> int:
     service = await start_service(settings)
     log.info("payments service listening", extra={"listen": settings.listen, **settings.describe()})
     print(f"payments service listening on {settings.listen} ({settings.describe()['database']})", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await _until_signalled()
     print("shutting down: draining in-flight RPCs", flush=True)
     await service.close()
     return 0

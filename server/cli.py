@@ -187,6 +187,19 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from server.bootstrap import run_worker
+    from server.logs import configure_logging
+
+    configure_logging()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(run_worker(settings))
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from server.bootstrap import open_database_url
     from storage.migrator import migrate_dsn
@@ -215,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="host:port (default: $PAYMENTS_LISTEN or 127.0.0.1:50051)")
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("worker", help="run only the recovery worker and status poller").set_defaults(func=cmd_worker)
     sandbox = sub.add_parser("sandbox", help="run the offline Stripe and bank sandboxes")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--stripe-port", type=int, default=12111)

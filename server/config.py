@@ -46,6 +46,11 @@ class Settings:
     stripe_api_key: str | None = field(default=None, repr=False)
     stripe_api_base: str | None = None
     bank_api_base: str | None = None
+    bank_api_token: str | None = field(default=None, repr=False)
+    # Our own account that SEPA payouts are paid from (the debtor of every pain.001).
+    bank_debtor_name: str = "Payments Service GmbH"
+    bank_debtor_iban: str = "DE89370400440532013000"
+    bank_debtor_bic: str = "COBADEFFXXX"
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -53,6 +58,8 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     psp_budget_seconds: float = 20.0
     reply_retention_days: int = 30
+    worker: bool = True  # the recovery worker and status poller run in this process
+    recovery_idle_seconds: float = 5.0  # how long a stopped execution is left to its client
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +77,10 @@ class Settings:
             stripe_api_key=env.get("PAYMENTS_STRIPE_API_KEY") or None,
             stripe_api_base=env.get("PAYMENTS_STRIPE_API_BASE") or None,
             bank_api_base=env.get("PAYMENTS_BANK_API_BASE") or None,
+            bank_api_token=env.get("PAYMENTS_BANK_API_TOKEN") or None,
+            bank_debtor_name=env.get("PAYMENTS_BANK_DEBTOR_NAME") or cls.bank_debtor_name,
+            bank_debtor_iban=env.get("PAYMENTS_BANK_DEBTOR_IBAN") or cls.bank_debtor_iban,
+            bank_debtor_bic=env.get("PAYMENTS_BANK_DEBTOR_BIC") or cls.bank_debtor_bic,
             tls_cert=path("PAYMENTS_TLS_CERT"),
             tls_key=path("PAYMENTS_TLS_KEY"),
             tls_client_ca=path("PAYMENTS_TLS_CLIENT_CA"),
@@ -77,6 +88,8 @@ class Settings:
             shutdown_grace_seconds=_float(env, "PAYMENTS_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
             psp_budget_seconds=_float(env, "PAYMENTS_PSP_BUDGET_SECONDS", cls.psp_budget_seconds),
             reply_retention_days=_int(env, "PAYMENTS_REPLY_RETENTION_DAYS", cls.reply_retention_days),
+            worker=(env.get("PAYMENTS_WORKER") or "on").lower() not in ("off", "0", "false", "no"),
+            recovery_idle_seconds=_float(env, "PAYMENTS_RECOVERY_IDLE_SECONDS", cls.recovery_idle_seconds),
         )
         settings.validate()
         return settings
@@ -91,6 +104,8 @@ class Settings:
             raise ConfigError("PAYMENTS_STRIPE_API_KEY must be a Stripe secret or restricted key (sk_… / rk_…)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("PAYMENTS_TLS_CERT and PAYMENTS_TLS_KEY must be set together")
+        if self.bank_api_base and not self.bank_api_token:
+            raise ConfigError("PAYMENTS_BANK_API_BASE needs PAYMENTS_BANK_API_TOKEN")
         if self.db_pool_size < 1:
             raise ConfigError("PAYMENTS_DB_POOL_SIZE must be at least 1")
 
@@ -101,5 +116,6 @@ class Settings:
             "database": "configured URL" if self.database_url else f"embedded in {self.data_dir}",
             "psp": self.psp,
             "stripe": ("configured" if self.stripe_api_key else "built-in sandbox") if self.psp == "stripe" else "off",
+            "bank": ("configured" if self.bank_api_base else "built-in sandbox") if self.psp == "stripe" else "off",
             "tls": "on" if self.tls_cert else "off",
         }

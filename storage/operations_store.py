@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from server.app.store import (
@@ -36,7 +37,7 @@ from server.domain.errors import (
 from server.domain.model import Payment, Payout, Refund
 from server.domain.money import Money
 from server.domain.refunds import decide_refund_amount
-from server.domain.states import PaymentStatus, ResourceType
+from server.domain.states import PaymentStatus, ResourceType, awaits_psp
 from storage.database import Database
 from storage.reader import fetch_payment, fetch_payout, fetch_refund
 from storage.rows import destination_json, failure_columns
@@ -107,12 +108,14 @@ _RELEASE_KEY = """
 
 _TABLES = {ResourceType.PAYMENT: "payments", ResourceType.REFUND: "refunds", ResourceType.PAYOUT: "payouts"}
 
-# Per-type extra assignment, fed by parameter $12 of the transition statement (refunds have none).
+# Per-type extra assignment, fed by parameter $13 of the transition statement (refunds have none).
 _EXTRA_SET = {
-    ResourceType.PAYMENT: ", amount_captured = COALESCE($12::bigint, amount_captured)",
+    ResourceType.PAYMENT: ", amount_captured = COALESCE($13::bigint, amount_captured)",
     ResourceType.REFUND: "",
-    ResourceType.PAYOUT: ", psp_data = psp_data || COALESCE($12::jsonb, '{}'::jsonb)",
+    ResourceType.PAYOUT: ", psp_data = psp_data || COALESCE($13::jsonb, '{}'::jsonb)",
 }
+# After a transition into a status that awaits the PSP, the worker first polls after this long.
+FIRST_POLL_DELAY = timedelta(seconds=1)
 
 
 def _transition_sql(rtype: ResourceType) -> str:
@@ -122,7 +125,7 @@ def _transition_sql(rtype: ResourceType) -> str:
         UPDATE {_TABLES[rtype]}
         SET status = $3, psp_reference = COALESCE($4, psp_reference), failure_code = $5,
             failure_message = $6, failure_decline_code = $7, updated_at = $8, last_actor = $9,
-            last_reason = $10{_EXTRA_SET[rtype]}
+            last_reason = $10, next_poll_at = $12, polls = 0{_EXTRA_SET[rtype]}
         WHERE id = $1 AND client_id = $2 AND status = $11
         RETURNING {returning}
     """
@@ -139,10 +142,21 @@ _SETTLE_REFUND = """
 """
 
 
+async def apply_transition(conn: Any, t: Transition) -> bool:
+    """Applies a transition inside the caller's transaction; False when the status had moved on."""
+    row = await conn.fetchrow(_TRANSITION_SQL[t.resource], *_transition_args(t))
+    if row is None:
+        return False
+    if t.resource is ResourceType.REFUND and t.refund_settlement in (RefundSettlement.APPLY, RefundSettlement.RELEASE):
+        await conn.execute(_SETTLE_REFUND, row["payment_id"], row["amount_minor"], t.refund_settlement, t.at)
+    return True
+
+
 def _transition_args(t: Transition) -> list[object]:
     args: list[object] = [
         t.resource_id, t.client_id, t.to_status, t.psp_reference, *failure_columns(t.failure),
         t.at, t.actor, t.reason, t.from_status,
+        t.at + FIRST_POLL_DELAY if awaits_psp(t.resource, t.to_status) else None,
     ]  # fmt: skip
     if t.resource is ResourceType.PAYMENT:
         args.append(t.captured_minor)
@@ -280,7 +294,7 @@ class PostgresOperationStore:
     async def finish(self, lease: Lease, transition: Transition | None, reply: StoredReply) -> StoredReply:
         async with self._db.connection() as conn:
             async with conn.transaction():
-                moved = await self._apply(conn, transition) if transition else True
+                moved = await apply_transition(conn, transition) if transition else True
                 finished = (
                     moved
                     and (await conn.execute(_FINISH_KEY, lease.client_id, lease.key, reply.code, reply.body))
@@ -297,16 +311,5 @@ class PostgresOperationStore:
     async def release(self, lease: Lease, transition: Transition | None) -> None:
         async with self._db.connection() as conn, conn.transaction():
             if transition is not None:
-                await self._apply(conn, transition)
+                await apply_transition(conn, transition)
             await conn.execute(_RELEASE_KEY, lease.client_id, lease.key, lease.token)
-
-    async def _apply(self, conn: Any, t: Transition) -> bool:
-        """Applies a transition inside the caller's transaction; False when the status had moved on."""
-        row = await conn.fetchrow(_TRANSITION_SQL[t.resource], *_transition_args(t))
-        if row is None:
-            return False
-        if t.resource is ResourceType.REFUND and t.refund_settlement in (
-            RefundSettlement.APPLY, RefundSettlement.RELEASE,
-        ):  # fmt: skip
-            await conn.execute(_SETTLE_REFUND, row["payment_id"], row["amount_minor"], t.refund_settlement, t.at)
-        return True

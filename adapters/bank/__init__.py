@@ -20,7 +20,6 @@ from adapters.bank.errors import (
     InvalidAccountError,
     Pain002ParseError,
     SchemaValidationError,
-    SepaTextError,
 )
 from adapters.bank.pain001 import (
     CreditTransfer,
@@ -39,7 +38,7 @@ from adapters.bank.pain002 import (
     parse_pain002,
     validate_pain002,
 )
-from adapters.bank.sepa_text import sepa_name, sepa_remittance, to_sepa_text, transliterate
+from server.domain.sepa_text import SepaTextError, sepa_name, sepa_remittance, to_sepa_text, transliterate
 
 __all__ = [
     "BankError",

@@ -25,10 +25,6 @@ class BankValidationError(BankError, ValueError):
         self.reason = reason
 
 
-class SepaTextError(BankValidationError):
-    """Text cannot be expressed in the EPC Latin character set, is empty, or is too long."""
-
-
 class InvalidAccountError(BankValidationError):
     """An IBAN or BIC failed validation (the message shows at most country code + last 4)."""
 

@@ -34,15 +34,6 @@ from sepaxml import SepaTransfer
 
 from adapters.bank.accounts import mask_iban, validate_bic, validate_iban
 from adapters.bank.errors import BankValidationError, DocumentError
-from adapters.bank.sepa_text import (
-    POSTCODE_MAX_LENGTH,
-    SEPA_ALLOWED_CHARACTERS,
-    STREET_MAX_LENGTH,
-    TOWN_MAX_LENGTH,
-    sepa_name,
-    sepa_remittance,
-    to_sepa_text,
-)
 from adapters.bank.xmltools import (
     Element,
     XmlSchema,
@@ -51,6 +42,15 @@ from adapters.bank.xmltools import (
     parse_datetime,
     parse_minor,
     serialize,
+)
+from server.domain.sepa_text import (
+    POSTCODE_MAX_LENGTH,
+    SEPA_ALLOWED_CHARACTERS,
+    STREET_MAX_LENGTH,
+    TOWN_MAX_LENGTH,
+    sepa_name,
+    sepa_remittance,
+    to_sepa_text,
 )
 
 PAIN001_SCHEMA = "pain.001.001.09"
@@ -65,9 +65,7 @@ _NS = {"p": PAIN001_NAMESPACE}
 _PAYOUT_ID = re.compile(r"po_([0-9a-f]{32})")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 
-PAIN001_XSD = XmlSchema(
-    PAIN001_SCHEMA, (resources.files("sepaxml") / "schemas" / f"{PAIN001_SCHEMA}.xsd").read_bytes()
-)
+PAIN001_XSD = XmlSchema(PAIN001_SCHEMA, (resources.files("sepaxml") / "schemas" / f"{PAIN001_SCHEMA}.xsd").read_bytes())
 """The official pain.001.001.09 XSD as shipped by sepaxml, compiled once on first use."""
 
 
@@ -167,9 +165,7 @@ def _optional_text(value: str | None, field: str, max_length: int) -> str | None
     return to_sepa_text(value, field=field, max_length=max_length)
 
 
-def build_pain001(
-    transfer: CreditTransfer, debtor: DebtorAccount, *, created_at: datetime | None = None
-) -> bytes:
+def build_pain001(transfer: CreditTransfer, debtor: DebtorAccount, *, created_at: datetime | None = None) -> bytes:
     """Validate ``transfer``, render it as a pain.001.001.09 file and check it against the XSD.
 
     ``created_at`` (timezone-aware; default now) becomes ``GrpHdr/CreDtTm``; pass the payout's stored
@@ -185,9 +181,7 @@ def build_pain001(
     if type(transfer.requested_execution_date) is not date:
         raise BankValidationError("requested_execution_date", "must be a date (not a datetime)")
     creditor_iban = validate_iban(transfer.creditor_iban, field="creditor_iban")
-    creditor_bic = (
-        validate_bic(transfer.creditor_bic, field="creditor_bic") if transfer.creditor_bic else None
-    )
+    creditor_bic = validate_bic(transfer.creditor_bic, field="creditor_bic") if transfer.creditor_bic else None
     debtor_iban = validate_iban(debtor.iban, field="debtor.iban")
     debtor_bic = validate_bic(debtor.bic, field="debtor.bic")
 

@@ -433,8 +433,7 @@ def parse_pain002(data: bytes) -> PaymentStatusReport:
         for block in report.xpath("p:OrgnlPmtInfAndSts", namespaces=_NS):
             pmt_inf_id = _required(block, "p:OrgnlPmtInfId", "OrgnlPmtInfAndSts")
             transactions.extend(
-                _parse_transaction(tx, pmt_inf_id)
-                for tx in block.xpath("p:TxInfAndSts", namespaces=_NS)
+                _parse_transaction(tx, pmt_inf_id) for tx in block.xpath("p:TxInfAndSts", namespaces=_NS)
             )
         number = _text(group[0], "p:OrgnlNbOfTxs")
         return PaymentStatusReport(

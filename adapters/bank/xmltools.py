@@ -37,9 +37,7 @@ Element: TypeAlias = Any
 
 # IBAN-shaped tokens (country code, 2 check digits, 11-30 alphanumerics, any case, compact or grouped
 # by fours). Used to scrub free text such as lxml's schema errors, which quote values verbatim.
-_IBAN_LIKE = re.compile(
-    r"\b[A-Za-z]{2}[0-9]{2}(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{4}){2,7}(?: [A-Za-z0-9]{1,4})?)\b"
-)
+_IBAN_LIKE = re.compile(r"\b[A-Za-z]{2}[0-9]{2}(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{4}){2,7}(?: [A-Za-z0-9]{1,4})?)\b")
 
 
 def mask_ibans_in_text(text: str) -> str:

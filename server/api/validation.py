@@ -18,6 +18,15 @@ from server.domain.idempotency import fingerprint, key_problem
 from server.domain.ids import IdKind, MalformedId, parse_id
 from server.domain.model import PayoutDestination, SepaDestination, StripeAccountDestination, mask_iban
 from server.domain.money import Currency, Money, UnknownCurrency
+from server.domain.sepa_text import (
+    NAME_MAX_LENGTH,
+    POSTCODE_MAX_LENGTH,
+    REMITTANCE_MAX_LENGTH,
+    STREET_MAX_LENGTH,
+    TOWN_MAX_LENGTH,
+    SepaTextError,
+    to_sepa_text,
+)
 from server.domain.states import PaymentStatus
 
 MAX_TOKEN = 255
@@ -26,7 +35,6 @@ MAX_METADATA_ENTRIES = 50
 MAX_METADATA_KEY = 40
 MAX_METADATA_VALUE = 500
 MAX_REFERENCE = 140
-MAX_NAME = 70
 SEPA_INSTANT_MAX_MINOR = 10_000_000  # EUR 100,000.00
 
 _CARD_NUMBER = re.compile(r"(?:\d[ -]?){12,19}")
@@ -164,19 +172,31 @@ def _sepa_destination(v: _Violations, account: res.SepaAccount) -> SepaDestinati
             bic_text = str(BIC(account.bic).compact)
         except Exception:
             v.add("sepa_account.bic", "is not a valid BIC", "INVALID_BIC")
-    _text(v, "sepa_account.name", account.name, MAX_NAME, required=True)
     address = account.address
     if not _COUNTRY.match(address.country):
         v.add("sepa_account.address.country", "must be an ISO 3166 alpha-2 code such as DE", "INVALID_COUNTRY")
-    _text(v, "sepa_account.address.town", address.town, 35, required=True)
-    _text(v, "sepa_account.address.street", address.street, 70)
-    _text(v, "sepa_account.address.postcode", address.postcode, 16)
+    _sepa_text(v, "sepa_account.name", account.name, NAME_MAX_LENGTH, required=True)
+    _sepa_text(v, "sepa_account.address.town", address.town, TOWN_MAX_LENGTH, required=True)
+    _sepa_text(v, "sepa_account.address.street", address.street, STREET_MAX_LENGTH)
+    _sepa_text(v, "sepa_account.address.postcode", address.postcode, POSTCODE_MAX_LENGTH)
     if not iban_text:
         return None
     return SepaDestination(
         iban=iban_text, bic=bic_text, name=account.name, country=address.country, town=address.town,
         street=address.street, postcode=address.postcode,
     )  # fmt: skip
+
+
+def _sepa_text(v: _Violations, field: str, value: str, limit: int, *, required: bool = False) -> None:
+    """The text must survive transliteration to the SEPA character set within the length limit."""
+    if not value.strip():
+        if required:
+            v.add(field, "is required", "MISSING_FIELD")
+        return
+    try:
+        to_sepa_text(value, field=field, max_length=limit)
+    except SepaTextError as exc:
+        v.add(field, exc.reason, "SEPA_CHARACTER_SET")
 
 
 def payout_command(req: svc.PayoutRequest) -> PayoutCommand:
@@ -202,7 +222,10 @@ def payout_command(req: svc.PayoutRequest) -> PayoutCommand:
             destination = StripeAccountDestination(req.stripe_account_id)
     else:
         v.add("destination", "one of sepa_account or stripe_account_id is required", "MISSING_FIELD")
-    _text(v, "reference", req.reference, MAX_REFERENCE)
+    if which == "sepa_account":
+        _sepa_text(v, "reference", req.reference, REMITTANCE_MAX_LENGTH)
+    else:
+        _text(v, "reference", req.reference, MAX_REFERENCE)
     v.raise_if_any()
     assert amount is not None
     assert destination is not None

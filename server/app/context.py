@@ -13,7 +13,9 @@ class CallContext:
     deadline: Deadline
     # W3C traceparent of the request, stored with the key so later work can link to this trace.
     trace_context: str | None = None
+    # Who acts, for the event log: the calling client, or a background worker acting for it.
+    acting: str | None = None
 
     @property
     def actor(self) -> str:
-        return f"client:{self.client_id}"
+        return self.acting or f"client:{self.client_id}"

@@ -27,6 +27,8 @@ class Flow(Protocol, Generic[R]):
 
     def in_progress(self, resource: R, actor: str, at: datetime) -> Transition | None: ...
 
+    def reconcile(self, resource: R, actor: str, at: datetime) -> Transition | None: ...
+
     def apply(self, resource: R, transition: Transition) -> R: ...
 
 
@@ -64,6 +66,11 @@ def _transition(
         captured_minor=captured_minor,
         refund_settlement=refund_settlement,
     )
+
+
+def _needs_reconciliation(resource: Payment | Refund | Payout, rtype: ResourceType, actor: str,
+                          at: datetime) -> Transition | None:  # fmt: skip
+    return _transition(resource, rtype, "REQUIRES_RECONCILIATION", None, actor, at, "recovery:no_evidence")
 
 
 def _applied(resource: R, transition: Transition) -> R:
@@ -108,6 +115,9 @@ class PaymentFlow:
             resource, self.resource_type, PaymentStatus.PROCESSING, None, actor, at, "psp:outcome_unknown"
         )
 
+    def reconcile(self, resource: Payment, actor: str, at: datetime) -> Transition | None:
+        return _needs_reconciliation(resource, self.resource_type, actor, at)
+
     def apply(self, resource: Payment, transition: Transition) -> Payment:
         captured = transition.captured_minor
         applied = _applied(resource, transition)
@@ -146,6 +156,9 @@ class RefundFlow:
     def in_progress(self, resource: Refund, actor: str, at: datetime) -> Transition | None:
         return None  # a refund stays PENDING until the PSP's answer is known
 
+    def reconcile(self, resource: Refund, actor: str, at: datetime) -> Transition | None:
+        return _needs_reconciliation(resource, self.resource_type, actor, at)
+
     def apply(self, resource: Refund, transition: Transition) -> Refund:
         return _applied(resource, transition)
 
@@ -171,6 +184,9 @@ class PayoutFlow:
         return _transition(
             resource, self.resource_type, PayoutStatus.PROCESSING, None, actor, at, "psp:outcome_unknown"
         )
+
+    def reconcile(self, resource: Payout, actor: str, at: datetime) -> Transition | None:
+        return _needs_reconciliation(resource, self.resource_type, actor, at)
 
     def apply(self, resource: Payout, transition: Transition) -> Payout:
         data = {**resource.psp_data, **transition.psp_data}

@@ -1,24 +1,48 @@
-"""The mutating use cases: Charge, Refund and Payout, each through the shared idempotent phases."""
+"""The mutating use cases: Charge, Refund and Payout, each through the shared idempotent phases, and
+the resumption of a stopped execution (by a client retry or by the recovery worker)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TypeGuard, TypeVar
 
 from server.app.commands import ChargeCommand, PayoutCommand, RefundCommand
 from server.app.context import CallContext
+from server.app.deadline import Deadline
 from server.app.execution import ExecutionPolicy, begin_with_wait, drive, finish_begun, key_claim
-from server.app.flows import PaymentFlow, PayoutFlow, RefundFlow
-from server.app.psp import ChargeOrder, PayoutOrder, ProviderDirectory, RefundOrder
+from server.app.flows import Flow, PaymentFlow, PayoutFlow, RefundFlow
+from server.app.orders import charge_order, payout_order, refund_order
+from server.app.psp import OutcomeKind, ProviderDirectory, PspOutcome, PspRejectedError, PspUnavailableError
 from server.app.replies import Reply, ReplyEncoder
-from server.app.store import OperationStore, ResourceReader, Started
+from server.app.store import OperationStore, ResourceReader, Started, StoredReply
 from server.domain.errors import NotFound
-from server.domain.idempotency import Operation, psp_idempotency_key
-from server.domain.ids import IdKind, format_id, new_id, parse_id
+from server.domain.idempotency import Operation
+from server.domain.ids import IdKind, new_id, parse_id
 from server.domain.model import Payment, Payout, Refund
 from server.domain.money import Money
 from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus
+
+R = TypeVar("R", Payment, Refund, Payout)
+PspCall = Callable[[Deadline], Awaitable[PspOutcome]]
+
+
+def order_ref(started: Started[Payment] | Started[Refund] | Started[Payout]) -> str | None:
+    return started.resource.psp_reference
+
+
+def _is_payment(started: Started[Payment] | Started[Refund] | Started[Payout]) -> TypeGuard[Started[Payment]]:
+    return isinstance(started.resource, Payment)
+
+
+def _is_refund(started: Started[Payment] | Started[Refund] | Started[Payout]) -> TypeGuard[Started[Refund]]:
+    return isinstance(started.resource, Refund)
+
+
+def _is_payout(started: Started[Payment] | Started[Refund] | Started[Payout]) -> TypeGuard[Started[Payout]]:
+    return isinstance(started.resource, Payout)
 
 
 class Operations:
@@ -40,6 +64,8 @@ class Operations:
         self._policy = policy
         self._now = now
 
+    # -- the RPCs ------------------------------------------------------------------------------
+
     async def charge(self, cmd: ChargeCommand, ctx: CallContext) -> Reply:
         at = self._now()
         draft = Payment(
@@ -50,112 +76,141 @@ class Operations:
             created_at=at, updated_at=at,
         )  # fmt: skip
         claim = key_claim(ctx, cmd.idempotency_key, Operation.CHARGE, cmd.fingerprint, self._policy)
-        psp_key = psp_idempotency_key(ctx.client_id, cmd.idempotency_key, Operation.CHARGE)
-
-        async def execute(started: Started[Payment]) -> Reply:
-            payment = started.resource
-            order = ChargeOrder(
-                payment_id=format_id(IdKind.PAYMENT, payment.id), client_id=ctx.client_id,
-                idempotency_key=cmd.idempotency_key, psp_key=psp_key, amount=payment.amount,
-                payment_method=payment.payment_method, customer_id=payment.customer_id,
-                description=payment.description, metadata=payment.metadata,
-            )  # fmt: skip
-            provider = self._providers.by_name(payment.psp)
-            return await drive(
-                flow=PaymentFlow(), started=started, call_psp=lambda d: provider.charge(order, d),
-                store=self._store, encode=self._encoder.charge, ctx=ctx, policy=self._policy,
-                now=self._now,
-            )  # fmt: skip
-
-        async def rebuild(resource_id: uuid.UUID) -> Reply:
-            payment = await self._reader.get_payment(ctx.client_id, resource_id)
-            if payment is None:
-                raise NotFound("payment not found")
-            return Reply(0, self._encoder.charge(payment), replayed=True)
-
         begun = await begin_with_wait(lambda: self._store.begin_charge(claim, draft), ctx.deadline, self._policy)
-        return await finish_begun(begun, execute, rebuild)
+        return await finish_begun(
+            begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.PAYMENT)
+        )
 
     async def refund(self, cmd: RefundCommand, ctx: CallContext) -> Reply:
         at = self._now()
-        payment_id = parse_id(IdKind.PAYMENT, cmd.payment_id_text)
-        placeholder = cmd.amount or Money(0, "EUR")  # the store fills in amount and currency
         draft = Refund(
-            id=new_id(), client_id=ctx.client_id, payment_id=payment_id, status=RefundStatus.PENDING,
-            amount=placeholder, reason=cmd.reason, psp="", psp_reference=None, failure=None,
-            created_at=at, updated_at=at,
+            id=new_id(), client_id=ctx.client_id, payment_id=parse_id(IdKind.PAYMENT, cmd.payment_id_text),
+            status=RefundStatus.PENDING, amount=cmd.amount or Money(0, "EUR"),  # the store sets both
+            reason=cmd.reason, psp="", psp_reference=None, failure=None, created_at=at, updated_at=at,
         )  # fmt: skip
         claim = key_claim(ctx, cmd.idempotency_key, Operation.REFUND, cmd.fingerprint, self._policy)
-        psp_key = psp_idempotency_key(ctx.client_id, cmd.idempotency_key, Operation.REFUND)
-
-        async def execute(started: Started[Refund]) -> Reply:
-            refund = started.resource
-            payment = await self._reader.get_payment(ctx.client_id, refund.payment_id)
-            if payment is None:  # impossible: the refund row references it
-                raise NotFound("payment not found")
-            order = RefundOrder(
-                refund_id=format_id(IdKind.REFUND, refund.id),
-                payment_id=format_id(IdKind.PAYMENT, payment.id), client_id=ctx.client_id,
-                idempotency_key=cmd.idempotency_key, psp_key=psp_key, amount=refund.amount,
-                payment_psp_reference=payment.psp_reference or "", reason=refund.reason,
-            )  # fmt: skip
-            provider = self._providers.by_name(refund.psp)
-            return await drive(
-                flow=RefundFlow(), started=started, call_psp=lambda d: provider.refund(order, d),
-                store=self._store, encode=self._encoder.refund, ctx=ctx, policy=self._policy,
-                now=self._now,
-            )  # fmt: skip
-
-        async def rebuild(resource_id: uuid.UUID) -> Reply:
-            refund = await self._reader.get_refund(ctx.client_id, resource_id)
-            if refund is None:
-                raise NotFound("refund not found")
-            return Reply(0, self._encoder.refund(refund), replayed=True)
-
         begun = await begin_with_wait(
             lambda: self._store.begin_refund(claim, draft, cmd.amount, self._encoder.error),
             ctx.deadline, self._policy,
         )  # fmt: skip
-        return await finish_begun(begun, execute, rebuild)
+        return await finish_begun(
+            begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.REFUND)
+        )
 
     async def payout(self, cmd: PayoutCommand, ctx: CallContext) -> Reply:
         at = self._now()
         provider = self._providers.for_payout(cmd.destination)
-        payout_id = new_id()
-        psp_key = psp_idempotency_key(ctx.client_id, cmd.idempotency_key, Operation.PAYOUT)
-        order = PayoutOrder(
-            payout_id=format_id(IdKind.PAYOUT, payout_id), client_id=ctx.client_id,
-            idempotency_key=cmd.idempotency_key, psp_key=psp_key, amount=cmd.amount,
-            destination=cmd.destination, instant=cmd.instant, reference=cmd.reference,
-        )  # fmt: skip
         draft = Payout(
-            id=payout_id, client_id=ctx.client_id, status=PayoutStatus.PENDING, amount=cmd.amount,
+            id=new_id(), client_id=ctx.client_id, status=PayoutStatus.PENDING, amount=cmd.amount,
             destination=cmd.destination, instant=cmd.instant, reference=cmd.reference,
             psp=provider.name, psp_reference=None, failure=None, created_at=at, updated_at=at,
-            psp_data=provider.prepare_payout(order),
         )  # fmt: skip
+        # Facts the PSP needs identical on every attempt (e.g. SEPA message ids) are stored at creation.
+        draft = dataclasses.replace(draft, psp_data=provider.prepare_payout(payout_order(draft, cmd.idempotency_key)))
         claim = key_claim(ctx, cmd.idempotency_key, Operation.PAYOUT, cmd.fingerprint, self._policy)
+        begun = await begin_with_wait(lambda: self._store.begin_payout(claim, draft), ctx.deadline, self._policy)
+        return await finish_begun(
+            begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.PAYOUT)
+        )
 
-        async def execute(started: Started[Payout]) -> Reply:
-            payout = started.resource
-            stored_order = PayoutOrder(
-                payout_id=format_id(IdKind.PAYOUT, payout.id), client_id=ctx.client_id,
-                idempotency_key=cmd.idempotency_key, psp_key=psp_key, amount=payout.amount,
-                destination=payout.destination, instant=payout.instant, reference=payout.reference,
-                psp_data=payout.psp_data,
+    # -- execution from stored data -------------------------------------------------------------
+
+    async def resume(
+        self, started: Started[Payment] | Started[Refund] | Started[Payout], key: str, ctx: CallContext,
+        *, lookup_only: bool = False,
+    ) -> Reply:  # fmt: skip
+        """Drives the PSP for an execution this caller now owns, with the same PSP key as every earlier
+        attempt; `lookup_only` asks the PSP what became of it instead of sending it again."""
+        resource = started.resource
+        reference = resource.psp_reference
+        if isinstance(resource, Payment):
+            assert _is_payment(started)
+            charge = charge_order(resource, key)
+            cards = self._providers.by_name(resource.psp)
+            return await self._run(
+                PaymentFlow(), started, lambda d: cards.charge(charge, d), lambda d: cards.lookup(charge, reference, d),
+                self._encoder.charge, ctx, lookup_only,
             )  # fmt: skip
-            chosen = self._providers.by_name(payout.psp)
-            return await drive(
-                flow=PayoutFlow(), started=started, call_psp=lambda d: chosen.payout(stored_order, d),
-                store=self._store, encode=self._encoder.payout, ctx=ctx, policy=self._policy,
-                now=self._now,
+        if isinstance(resource, Refund):
+            assert _is_refund(started)
+            payment = await self._reader.get_payment(resource.client_id, resource.payment_id)
+            refund = refund_order(resource, payment.psp_reference if payment else None, key)
+            refunds = self._providers.by_name(resource.psp)
+            return await self._run(
+                RefundFlow(), started, lambda d: refunds.refund(refund, d),
+                lambda d: refunds.lookup(refund, reference, d), self._encoder.refund, ctx, lookup_only,
             )  # fmt: skip
+        assert _is_payout(started)
+        payout = payout_order(resource, key)
+        payouts = self._providers.by_name(resource.psp)
+        return await self._run(
+            PayoutFlow(), started, lambda d: payouts.payout(payout, d), lambda d: payouts.lookup(payout, reference, d),
+            self._encoder.payout, ctx, lookup_only,
+        )  # fmt: skip
+
+    async def _run(
+        self, flow: Flow[R], started: Started[R], send: PspCall, ask: PspCall, encode: Callable[[R], bytes],
+        ctx: CallContext, lookup_only: bool,
+    ) -> Reply:  # fmt: skip
+        return await drive(
+            flow=flow, started=started, call_psp=ask if lookup_only else send, store=self._store, encode=encode,
+            ctx=ctx, policy=self._policy, now=self._now,
+        )  # fmt: skip
+
+    async def settle(
+        self, started: Started[Payment] | Started[Refund] | Started[Payout], key: str, ctx: CallContext
+    ) -> Reply:
+        """After the bounded tries: ask the PSP what happened and record its evidence, or, without
+        evidence either way, move the resource to REQUIRES_RECONCILIATION (never FAILED)."""
+        if _is_payment(started):
+            order = charge_order(started.resource, key)
+            cards = self._providers.by_name(started.resource.psp)
+            return await self._settle(PaymentFlow(), started, lambda d: cards.lookup(order, order_ref(started), d),
+                                      self._encoder.charge, ctx)  # fmt: skip
+        if _is_refund(started):
+            payment = await self._reader.get_payment(started.resource.client_id, started.resource.payment_id)
+            refund = refund_order(started.resource, payment.psp_reference if payment else None, key)
+            refunds = self._providers.by_name(started.resource.psp)
+            return await self._settle(RefundFlow(), started, lambda d: refunds.lookup(refund, order_ref(started), d),
+                                      self._encoder.refund, ctx)  # fmt: skip
+        assert _is_payout(started)
+        payout = payout_order(started.resource, key)
+        payouts = self._providers.by_name(started.resource.psp)
+        return await self._settle(PayoutFlow(), started, lambda d: payouts.lookup(payout, order_ref(started), d),
+                                  self._encoder.payout, ctx)  # fmt: skip
+
+    async def _settle(
+        self, flow: Flow[R], started: Started[R], ask: PspCall, encode: Callable[[R], bytes], ctx: CallContext
+    ) -> Reply:
+        resource = started.resource
+        try:
+            outcome = await ask(self._policy.psp_deadline(ctx.deadline))
+        except (PspUnavailableError, PspRejectedError):
+            outcome = PspOutcome(OutcomeKind.UNKNOWN)
+        if outcome.kind is OutcomeKind.UNKNOWN:
+            transition = flow.reconcile(resource, ctx.actor, self._now())
+        else:
+            transition = flow.decide(resource, outcome, ctx.actor, self._now())
+        final = flow.apply(resource, transition) if transition else resource
+        stored = await self._store.finish(started.lease, transition, StoredReply(0, encode(final)))
+        return Reply.of(stored, replayed=False)
+
+    def _rebuild(self, ctx: CallContext, kind: IdKind) -> Callable[[uuid.UUID], Awaitable[Reply]]:
+        """A reply rebuilt from the resource's current state, once the stored one was pruned."""
 
         async def rebuild(resource_id: uuid.UUID) -> Reply:
-            payout = await self._reader.get_payout(ctx.client_id, resource_id)
-            if payout is None:
-                raise NotFound("payout not found")
-            return Reply(0, self._encoder.payout(payout), replayed=True)
+            body: bytes | None = None
+            if kind is IdKind.PAYMENT:
+                payment = await self._reader.get_payment(ctx.client_id, resource_id)
+                body = self._encoder.charge(payment) if payment else None
+            elif kind is IdKind.REFUND:
+                refund = await self._reader.get_refund(ctx.client_id, resource_id)
+                body = self._encoder.refund(refund) if refund else None
+            else:
+                payout = await self._reader.get_payout(ctx.client_id, resource_id)
+                body = self._encoder.payout(payout) if payout else None
+            if body is None:
+                raise NotFound(f"{kind.name.lower()} not found")
+            return Reply(0, body, replayed=True)
 
-        begun = await begin_with_wait(lambda: self._store.begin_payout(claim, draft), ctx.deadline, self._policy)
-        return await finish_begun(begun, execute, rebuild)
+        return rebuild

@@ -132,6 +132,43 @@ class OperationStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class StalledExecution:
+    """A key stopped at a recovery point, now leased to the worker that claimed it."""
+
+    started: Started[Payment] | Started[Refund] | Started[Payout]
+    key: str
+    operation: Operation
+    executions: int  # how many times the key was started, this claim included
+    key_age_seconds: float
+    trace_context: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PollTarget:
+    """A resource whose outcome the PSP finishes later, leased to the worker that claimed it."""
+
+    resource: Payment | Refund | Payout
+    key: str
+    polls: int
+    age_seconds: float
+    trace_context: str | None
+
+
+class WorkerStore(Protocol):
+    """Claims for the background worker; every claim is exclusive across processes (SKIP LOCKED)."""
+
+    async def claim_stalled(
+        self, *, idle_seconds: float, limit: int, lease_seconds: float
+    ) -> list[StalledExecution]: ...
+
+    async def claim_due_polls(self, *, limit: int, lease_seconds: float) -> list[PollTarget]: ...
+
+    async def record_poll(self, target: PollTarget, transition: Transition | None, next_poll_in: float | None) -> bool:
+        """Applies what the PSP said (if anything changed) and schedules the next poll (None: stop)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentPage:
     payments: list[Payment]
     next_cursor: tuple[datetime, uuid.UUID] | None

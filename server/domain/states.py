@@ -92,6 +92,19 @@ _TABLES: dict[ResourceType, dict[str, frozenset[str]]] = {
 }
 
 
+# Statuses in which the PSP still owes us the end of the story: the worker polls them. A paid payout
+# is polled for a return (SEPA returns arrive days later) until the return window closes.
+AWAITING_PSP: dict[ResourceType, frozenset[str]] = {
+    ResourceType.PAYMENT: frozenset({PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION}),
+    ResourceType.REFUND: frozenset({RefundStatus.PENDING}),
+    ResourceType.PAYOUT: frozenset({PayoutStatus.PROCESSING, PayoutStatus.PAID}),
+}
+
+
+def awaits_psp(resource: ResourceType, status: str) -> bool:
+    return status in AWAITING_PSP[resource]
+
+
 def can_transition(resource: ResourceType, current: str, new: str) -> bool:
     return new in _TABLES[resource].get(current, frozenset())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import grpc
 import pytest
@@ -94,3 +95,28 @@ def test_serve_refuses_bad_listen_address(database_url: str, listen: str) -> Non
     assert process.wait(timeout=30) == 2
     assert process.stderr is not None
     assert b"PAYMENTS_LISTEN" in process.stderr.read()
+
+
+def test_cli_sepa_payout_is_paid_within_ten_seconds(database_url: str) -> None:
+    port = free_port()
+    process = start_cli_server(database_url, port)
+    try:
+        wait_serving(f"127.0.0.1:{port}")
+        created = run_cli(
+            "payout", "--amount", "5000", "--currency", "EUR", "--iban", "DE89370400440532013000",
+            "--name", "Müller GmbH", "--country", "DE", "--town", "Berlin", "--idempotency-key", "p1", port=port,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        payout = json.loads(created.stdout)
+        assert payout["status"] == "PAYOUT_STATUS_PROCESSING"
+        assert payout["psp"] == "bank"
+        assert payout["sepa_account"]["iban"].endswith("3000")
+        deadline = time.monotonic() + 10
+        status = payout["status"]
+        while status != "PAYOUT_STATUS_PAID" and time.monotonic() < deadline:
+            time.sleep(0.25)
+            status = json.loads(run_cli("get", payout["id"], port=port).stdout)["status"]
+        assert status == "PAYOUT_STATUS_PAID"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0

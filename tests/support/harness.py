@@ -18,12 +18,22 @@ from adapters.retry import RetryingProvider, RetryPolicy
 from server.api.client import PaymentStub, payment_stub
 from server.api.servicer import ClientIdentifier
 from server.app.execution import ExecutionPolicy
+from server.app.worker import WorkerPolicy
 from server.bootstrap import Service, start_service
 from server.config import Settings
 
 T = TypeVar("T")
 
 FAST_RETRIES = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05, attempt_timeout=2.0)
+# A worker that acts within a test's patience: resumes after 0.3 s of silence, polls from 0.1 s on.
+FAST_WORKER = WorkerPolicy(
+    interval_seconds=0.1,
+    idle_seconds=0.3,
+    first_poll_seconds=0.1,
+    max_poll_interval_seconds=0.3,
+    lease_seconds=5.0,
+    psp_budget_seconds=2.0,
+)
 
 
 class ServerHarness:
@@ -35,6 +45,7 @@ class ServerHarness:
         providers: ProviderSet | None = None,
         policy: ExecutionPolicy | None = None,
         identifier: ClientIdentifier | None = None,
+        worker: WorkerPolicy | None = None,
     ) -> None:
         self.sandbox = sandbox or InProcessSandbox("sandbox")
         retrying = RetryingProvider(self.sandbox, FAST_RETRIES)
@@ -42,7 +53,7 @@ class ServerHarness:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        settings = Settings(listen="127.0.0.1:0", shutdown_grace_seconds=2.0)
+        settings = Settings(listen="127.0.0.1:0", shutdown_grace_seconds=2.0, worker=worker is not None)
         self.service: Service = self.run(
             start_service(
                 settings,
@@ -50,6 +61,7 @@ class ServerHarness:
                 providers=self.providers,
                 policy=policy,
                 identifier=identifier,
+                worker_policy=worker,
                 migrate=False,
             )
         )

@@ -15,7 +15,6 @@ from adapters.bank.errors import (
     DocumentError,
     InvalidAccountError,
     SchemaValidationError,
-    SepaTextError,
 )
 from adapters.bank.pain001 import (
     ID_MAX_LENGTH,
@@ -28,8 +27,8 @@ from adapters.bank.pain001 import (
     parse_pain001,
     validate_pain001,
 )
-from adapters.bank.sepa_text import SEPA_ALLOWED_CHARACTERS
 from adapters.bank.xmltools import parse_xml
+from server.domain.sepa_text import SEPA_ALLOWED_CHARACTERS, SepaTextError
 
 NS = {"p": PAIN001_NAMESPACE}
 PAYOUT_ID = "po_0123456789abcdef0123456789abcdef"

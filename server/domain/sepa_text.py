@@ -32,11 +32,20 @@ from __future__ import annotations
 
 import unicodedata
 
-from adapters.bank.errors import SepaTextError
 
-SEPA_ALLOWED_CHARACTERS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-?:().,'+ "
-)
+class SepaTextError(ValueError):
+    """Text cannot be expressed in the EPC Latin character set, is empty, or is too long.
+
+    ``field`` names the offending input so the edge can report a precise field violation.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+SEPA_ALLOWED_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-?:().,'+ ")
 """The EPC basic Latin character set every SEPA participant must support."""
 
 NAME_MAX_LENGTH = 70
@@ -129,9 +138,7 @@ def to_sepa_text(value: str, *, field: str, max_length: int) -> str:
     if not result:
         raise SepaTextError(field, "must not be empty")
     if len(result) > max_length:
-        raise SepaTextError(
-            field, f"is {len(result)} characters after SEPA conversion, at most {max_length} allowed"
-        )
+        raise SepaTextError(field, f"is {len(result)} characters after SEPA conversion, at most {max_length} allowed")
     return result
 
 

@@ -1,0 +1,218 @@
+"""The background worker: recovery of stopped executions and status polling (design.md §6).
+
+Runs in every `payments serve` process (and alone as `payments worker`); every claim is exclusive in
+PostgreSQL, so any number of workers cooperate. Recovery: a key stopped at a recovery point (PSP
+unavailable, lost answer, crashed server) and left alone by its client for `idle_seconds` is resumed
+with the same PSP key while the PSP still honours it, looked up afterwards; after `max_attempts` the
+PSP is asked what happened, and without evidence the resource goes to REQUIRES_RECONCILIATION, never
+to FAILED. Polling: resources the PSP finishes later (SEPA payouts, Stripe "processing") are looked up
+with backoff until they reach their end, and paid payouts until the return window closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from server.app.context import CallContext
+from server.app.deadline import Deadline
+from server.app.flows import PaymentFlow, PayoutFlow, RefundFlow
+from server.app.operations import Operations
+from server.app.orders import charge_order, payout_order, refund_order
+from server.app.psp import Order, OutcomeKind, ProviderDirectory, PspOutcome, PspRejectedError, PspUnavailableError
+from server.app.store import PollTarget, ResourceReader, StalledExecution, Transition, WorkerStore
+from server.domain.errors import DomainError
+from server.domain.ids import IdKind, format_id
+from server.domain.model import Payment, Payout, Refund
+from server.domain.states import PayoutStatus, ResourceType, awaits_psp
+
+log = logging.getLogger(__name__)
+
+RECOVERY_ACTOR = "worker:recovery"
+POLLER_ACTOR = "worker:status-poller"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPolicy:
+    interval_seconds: float = 0.5
+    idle_seconds: float = 5.0  # a stopped key is left to its client this long before the worker resumes it
+    batch: int = 50
+    max_attempts: int = 5  # executions of one key before the worker settles it by lookup
+    psp_key_ttl_seconds: float = 23 * 3600  # Stripe honours idempotency keys for 24 h
+    lease_seconds: float = 30.0
+    psp_budget_seconds: float = 10.0
+    first_poll_seconds: float = 1.0
+    max_poll_interval_seconds: float = 300.0
+    poll_window_seconds: float = 7 * 86400  # then an in-progress resource needs reconciliation
+    return_window_seconds: float = 14 * 86400  # SEPA returns come within days; paid payouts are watched this long
+
+
+@dataclass
+class PassReport:
+    recovered: int = 0
+    polled: int = 0
+    reconciliation: list[str] = field(default_factory=list)
+
+
+ReconciliationHook = Callable[[str, str], None]  # (resource id, psp)
+
+
+class BackgroundWorker:
+    def __init__(
+        self,
+        operations: Operations,
+        store: WorkerStore,
+        reader: ResourceReader,
+        providers: ProviderDirectory,
+        policy: WorkerPolicy,
+        now: Callable[[], datetime],
+        on_reconciliation: list[ReconciliationHook] | None = None,
+    ) -> None:
+        self._ops = operations
+        self._store = store
+        self._reader = reader
+        self._providers = providers
+        self._policy = policy
+        self._now = now
+        self._hooks = on_reconciliation or []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except DomainError as exc:  # the database is away: try again next round
+                log.warning("worker pass skipped: %s", exc.message)
+            except Exception:
+                log.exception("worker pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._policy.interval_seconds)
+
+    async def run_once(self) -> PassReport:
+        report = PassReport()
+        policy = self._policy
+        stalled = await self._store.claim_stalled(
+            idle_seconds=policy.idle_seconds, limit=policy.batch, lease_seconds=policy.lease_seconds
+        )
+        for result in await asyncio.gather(*(self._recover(s, report) for s in stalled), return_exceptions=True):
+            if isinstance(result, BaseException) and not isinstance(result, DomainError):
+                log.error("recovery failed", exc_info=result)
+        report.recovered = len(stalled)
+        targets = await self._store.claim_due_polls(limit=policy.batch, lease_seconds=policy.lease_seconds)
+        for result in await asyncio.gather(*(self._poll(t, report) for t in targets), return_exceptions=True):
+            if isinstance(result, BaseException) and not isinstance(result, DomainError):
+                log.error("status poll failed", exc_info=result)
+        report.polled = len(targets)
+        return report
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    async def _recover(self, stalled: StalledExecution, report: PassReport) -> None:
+        ctx = CallContext(
+            client_id=stalled.started.lease.client_id,
+            deadline=Deadline.after(self._policy.psp_budget_seconds),
+            trace_context=stalled.trace_context,
+            acting=RECOVERY_ACTOR,
+        )
+        resource = stalled.started.resource
+        if stalled.executions > self._policy.max_attempts:
+            await self._ops.settle(stalled.started, stalled.key, ctx)
+            after = await self._current_status(resource)
+            if after == "REQUIRES_RECONCILIATION":
+                self._alert(resource, report, stalled.executions)
+            return
+        lookup_only = stalled.key_age_seconds > self._policy.psp_key_ttl_seconds
+        try:
+            await self._ops.resume(stalled.started, stalled.key, ctx, lookup_only=lookup_only)
+        except DomainError as exc:  # still no answer: the key was released, a later pass retries
+            log.info("recovery attempt %d of %s: %s", stalled.executions, _public_id(resource), exc.message)
+
+    async def _current_status(self, resource: Payment | Refund | Payout) -> str | None:
+        if isinstance(resource, Payment):
+            current: Payment | Refund | Payout | None = await self._reader.get_payment(resource.client_id, resource.id)
+        elif isinstance(resource, Refund):
+            current = await self._reader.get_refund(resource.client_id, resource.id)
+        else:
+            current = await self._reader.get_payout(resource.client_id, resource.id)
+        return str(current.status) if current else None
+
+    def _alert(self, resource: Payment | Refund | Payout, report: PassReport, attempts: int) -> None:
+        public_id = _public_id(resource)
+        report.reconciliation.append(public_id)
+        log.error(
+            "operation requires reconciliation: the PSP could not confirm it either way",
+            extra={"alert": "REQUIRES_RECONCILIATION", "resource_id": public_id, "psp": resource.psp,
+                   "attempts": attempts},
+        )  # fmt: skip
+        for hook in self._hooks:
+            hook(public_id, resource.psp)
+
+    # -- polling ------------------------------------------------------------------------------
+
+    async def _poll(self, target: PollTarget, report: PassReport) -> None:
+        resource = target.resource
+        order, rtype = await self._order(target)
+        provider = self._providers.by_name(resource.psp)
+        try:
+            outcome = await provider.lookup(
+                order, resource.psp_reference, Deadline.after(self._policy.psp_budget_seconds)
+            )
+        except (PspUnavailableError, PspRejectedError) as exc:
+            log.info("status poll of %s: %s", _public_id(resource), exc)
+            outcome = PspOutcome(OutcomeKind.UNKNOWN)
+        at = self._now()
+        transition = self._decide(resource, outcome, at)
+        status = transition.to_status if transition else str(resource.status)
+        next_poll: float | None = None
+        if awaits_psp(rtype, status):
+            paid = rtype is ResourceType.PAYOUT and status == PayoutStatus.PAID
+            window = self._policy.return_window_seconds if paid else self._policy.poll_window_seconds
+            if target.age_seconds < window:
+                next_poll = min(
+                    self._policy.max_poll_interval_seconds, self._policy.first_poll_seconds * 2**target.polls
+                )
+            elif not paid:
+                transition = _reconcile(resource, at)
+                if transition is not None:
+                    self._alert(resource, report, target.polls)
+        await self._store.record_poll(target, transition, next_poll)
+
+    def _decide(self, resource: Payment | Refund | Payout, outcome: PspOutcome, at: datetime) -> Transition | None:
+        if outcome.kind is OutcomeKind.UNKNOWN:
+            return None
+        if isinstance(resource, Payment):
+            return PaymentFlow().decide(resource, outcome, POLLER_ACTOR, at)
+        if isinstance(resource, Refund):
+            return RefundFlow().decide(resource, outcome, POLLER_ACTOR, at)
+        return PayoutFlow().decide(resource, outcome, POLLER_ACTOR, at)
+
+    async def _order(self, target: PollTarget) -> tuple[Order, ResourceType]:
+        resource = target.resource
+        if isinstance(resource, Payment):
+            return charge_order(resource, target.key), ResourceType.PAYMENT
+        if isinstance(resource, Refund):
+            payment = await self._reader.get_payment(resource.client_id, resource.payment_id)
+            return refund_order(resource, payment.psp_reference if payment else None, target.key), ResourceType.REFUND
+        return payout_order(resource, target.key), ResourceType.PAYOUT
+
+
+def _reconcile(resource: Payment | Refund | Payout, at: datetime) -> Transition | None:
+    if isinstance(resource, Payment):
+        return PaymentFlow().reconcile(resource, POLLER_ACTOR, at)
+    if isinstance(resource, Refund):
+        return RefundFlow().reconcile(resource, POLLER_ACTOR, at)
+    return PayoutFlow().reconcile(resource, POLLER_ACTOR, at)
+
+
+def _public_id(resource: Payment | Refund | Payout) -> str:
+    kind = (
+        IdKind.PAYMENT
+        if isinstance(resource, Payment)
+        else IdKind.REFUND
+        if isinstance(resource, Refund)
+        else IdKind.PAYOUT
+    )
+    return format_id(kind, resource.id)

@@ -1,0 +1,108 @@
+"""Claims for the background worker, exclusive across any number of processes.
+
+Each claim is one statement: rows are picked with FOR UPDATE SKIP LOCKED and leased in the same
+statement (a new lock token for stalled keys; next_poll_at pushed past the lease for polls), so two
+workers never process the same operation at the same time, and a worker that dies simply lets its
+lease run out.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from server.app.store import Lease, PollTarget, StalledExecution, Started, Transition
+from server.domain.idempotency import Operation
+from server.domain.model import Payment, Payout, Refund
+from storage.database import Database
+from storage.operations_store import apply_transition
+from storage.reader import fetch_payment, fetch_payout, fetch_refund
+from storage.rows import PAYMENT_COLUMNS, PAYOUT_COLUMNS, REFUND_COLUMNS, payment_of, payout_of, refund_of
+
+_CLAIM_STALLED = """
+    WITH stalled AS (
+        SELECT client_id, idempotency_key FROM idempotency_keys
+        WHERE recovery_point = 'started' AND (locked_until IS NULL OR locked_until <= now())
+          AND updated_at <= now() - make_interval(secs => $1)
+        ORDER BY updated_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE idempotency_keys k
+    SET locked_until = now() + make_interval(secs => $3), lock_token = gen_random_uuid(),
+        executions = k.executions + 1, updated_at = now()
+    FROM stalled s
+    WHERE k.client_id = s.client_id AND k.idempotency_key = s.idempotency_key
+    RETURNING k.client_id, k.idempotency_key, k.operation, k.resource_id, k.lock_token, k.executions,
+              k.trace_context, EXTRACT(EPOCH FROM now() - k.created_at)::float8 AS key_age
+"""
+
+_TABLES = (("payments", PAYMENT_COLUMNS, payment_of), ("refunds", REFUND_COLUMNS, refund_of),
+           ("payouts", PAYOUT_COLUMNS, payout_of))  # fmt: skip
+
+
+def _claim_polls_sql(table: str, columns: str) -> str:
+    qualified = ", ".join(f"r.{c.strip()}" for c in columns.split(","))
+    return f"""
+        WITH due AS (
+            SELECT r.id, k.trace_context FROM {table} r
+            JOIN idempotency_keys k ON k.client_id = r.client_id AND k.idempotency_key = r.idempotency_key
+            WHERE r.next_poll_at <= now() AND k.recovery_point = 'finished'
+            ORDER BY r.next_poll_at
+            LIMIT $1
+            FOR UPDATE OF r SKIP LOCKED
+        )
+        UPDATE {table} r SET next_poll_at = now() + make_interval(secs => $2), polls = r.polls + 1
+        FROM due WHERE r.id = due.id
+        RETURNING {qualified}, r.idempotency_key, r.polls, due.trace_context,
+                  EXTRACT(EPOCH FROM now() - r.created_at)::float8 AS age
+    """
+
+
+_CLAIM_POLLS = {table: _claim_polls_sql(table, columns) for table, columns, _ in _TABLES}
+_TABLE_OF = {Payment: "payments", Refund: "refunds", Payout: "payouts"}
+
+
+class PostgresWorkerStore:
+    """Implements server.app.store.WorkerStore."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def claim_stalled(self, *, idle_seconds: float, limit: int, lease_seconds: float) -> list[StalledExecution]:
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(_CLAIM_STALLED, idle_seconds, limit, lease_seconds)
+            claimed = []
+            for row in rows:
+                operation = Operation(row["operation"])
+                loader = {Operation.CHARGE: fetch_payment, Operation.REFUND: fetch_refund,
+                          Operation.PAYOUT: fetch_payout}[operation]  # fmt: skip
+                resource: Any = await loader(conn, row["client_id"], row["resource_id"])
+                if resource is None:  # cannot happen: the key and its resource are created together
+                    continue
+                lease = Lease(row["client_id"], row["idempotency_key"], row["lock_token"])
+                claimed.append(StalledExecution(
+                    Started(resource, lease, resumed=True), row["idempotency_key"], operation,
+                    row["executions"], row["key_age"], row["trace_context"],
+                ))  # fmt: skip
+        return claimed
+
+    async def claim_due_polls(self, *, limit: int, lease_seconds: float) -> list[PollTarget]:
+        targets = []
+        async with self._db.connection() as conn:
+            for table, _, row_of in _TABLES:
+                for row in await conn.fetch(_CLAIM_POLLS[table], limit, lease_seconds):
+                    targets.append(PollTarget(row_of(row), row["idempotency_key"], row["polls"], row["age"],
+                                              row["trace_context"]))  # fmt: skip
+        return targets
+
+    async def record_poll(self, target: PollTarget, transition: Transition | None, next_poll_in: float | None) -> bool:
+        table = _TABLE_OF[type(target.resource)]
+        async with self._db.connection() as conn, conn.transaction():
+            moved = await apply_transition(conn, transition) if transition is not None else False
+            next_at = None if next_poll_in is None else timedelta(seconds=next_poll_in)
+            # now() + NULL is NULL: no further polls.
+            await conn.execute(
+                f"UPDATE {table} SET next_poll_at = now() + $2::interval WHERE id = $1", target.resource.id, next_at
+            )
+        return moved
