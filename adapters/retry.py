@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from opentelemetry import trace
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from server.app import telemetry
 from server.app.deadline import Deadline
 from server.app.psp import (
     ChargeOrder,
@@ -139,23 +142,40 @@ class RetryingProvider:
             sleep=self._sleep,
             reraise=True,
         )
-        try:
-            async for attempt_state in retrying:
-                with attempt_state:
-                    number = attempt_state.retry_state.attempt_number
-                    try:
-                        return await self._attempt(operation, number, attempt, deadline)
-                    except PspUnavailableError as exc:
-                        possibly_executed = possibly_executed or exc.possibly_executed
-                        last = exc
-                        raise
-        except PspUnavailableError as exc:
-            raise PspUnavailableError(
-                f"{self.name} {operation}: no final answer after retries ({exc})",
-                possibly_executed=possibly_executed,
-                retry_after=exc.retry_after,
-                request_id=exc.request_id,
-            ) from exc
+        labels = {"psp": self.name, "psp.operation": operation}
+        started = time.monotonic()
+        outcome_label = "unavailable"
+        with telemetry.span(f"psp.{operation}", {**labels}) as call_span:
+            try:
+                async for attempt_state in retrying:
+                    with attempt_state:
+                        number = attempt_state.retry_state.attempt_number
+                        if number > 1:
+                            telemetry.psp_retries.add(1, labels)
+                        try:
+                            outcome = await self._attempt(operation, number, attempt, deadline)
+                            outcome_label = str(outcome.kind)
+                            return outcome
+                        except PspUnavailableError as exc:
+                            possibly_executed = possibly_executed or exc.possibly_executed
+                            last = exc
+                            raise
+            except PspUnavailableError as exc:
+                outcome_label = "possibly_executed" if possibly_executed else "unavailable"
+                raise PspUnavailableError(
+                    f"{self.name} {operation}: no final answer after retries ({exc})",
+                    possibly_executed=possibly_executed,
+                    retry_after=exc.retry_after,
+                    request_id=exc.request_id,
+                ) from exc
+            except Exception:
+                outcome_label = "rejected"
+                raise
+            finally:
+                call_span.set_attribute("psp.outcome", outcome_label)
+                recorded = {**labels, "psp.outcome": outcome_label}
+                telemetry.psp_calls.add(1, recorded)
+                telemetry.psp_call_duration.record((time.monotonic() - started) * 1000, recorded)
         raise AssertionError(f"unreachable: {last}")
 
     async def _attempt(
@@ -171,9 +191,11 @@ class RetryingProvider:
         attempt_deadline = Deadline.after(budget)
         report = "unavailable"
         request_id: str | None = None
+        attempt_span = telemetry.tracer.start_span("psp.attempt", attributes={"psp": self.name, "psp.attempt": number})
         try:
-            async with asyncio.timeout(budget):
-                outcome = await attempt(attempt_deadline)
+            with trace.use_span(attempt_span, end_on_exit=False):
+                async with asyncio.timeout(budget):
+                    outcome = await attempt(attempt_deadline)
             report = str(outcome.kind)
             request_id = outcome.data.get("psp_request_id")
             return outcome
@@ -191,6 +213,10 @@ class RetryingProvider:
             raise
         finally:
             elapsed = loop.time() - started
+            attempt_span.set_attribute("psp.outcome", report)
+            if request_id:
+                attempt_span.set_attribute("psp.request_id", request_id)
+            attempt_span.end()
             for observer in self._observers:
                 observer(AttemptReport(self.name, operation, number, report, request_id, elapsed))
 

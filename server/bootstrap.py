@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import httpx
 import stripe
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from adapters.bank.adapter import BankTransferAdapter
 from adapters.bank.pain001 import DebtorAccount
@@ -27,6 +28,7 @@ from server.app.queries import Queries
 from server.app.worker import BackgroundWorker, WorkerPolicy
 from server.config import Settings
 from server.runtime import GrpcServer
+from server.telemetry_setup import configure_telemetry, shutdown_telemetry, tracing_active
 from storage.database import Database, create_pool
 from storage.embedded import EmbeddedPostgres
 from storage.migrator import migrate_dsn
@@ -165,6 +167,7 @@ async def start_service(
     policy: ExecutionPolicy | None = None,
     worker_policy: WorkerPolicy | None = None,
     migrate: bool = True,
+    tracing: bool | None = None,
 ) -> Service:
     """Builds and starts one server process; `dsn` and `providers` let tests inject their own."""
     embedded = None
@@ -181,7 +184,8 @@ async def start_service(
         providers = owned.directory
     core = wire(settings, db, providers, policy)
     servicer = PaymentServicer(core.operations, Queries(core.reader), identifier or SingleClient())
-    server = GrpcServer(servicer)
+    traced = tracing_active() if tracing is None else tracing
+    server = GrpcServer(servicer, interceptors=[aio_server_interceptor()] if traced else None)
     port = server.bind(settings.listen)
     await server.start()
     worker = core.worker(settings, worker_policy) if settings.worker else None
@@ -200,6 +204,7 @@ async def _until_signalled() -> None:
 
 async def run_worker(settings: Settings) -> int:
     """`payments worker`: the recovery worker and status poller alone, until SIGTERM/SIGINT."""
+    configure_telemetry()
     url, _ = await asyncio.to_thread(open_database_url, settings)
     await migrate_dsn(url)
     db = Database(await create_pool(url, max_size=min(settings.db_pool_size, 5)))
@@ -219,10 +224,12 @@ async def run_worker(settings: Settings) -> int:
 
 async def serve(settings: Settings) -> int:
     """`payments serve`: runs until SIGTERM/SIGINT, then shuts down gracefully. Returns the exit code."""
+    configure_telemetry()
     service = await start_service(settings)
     log.info("payments service listening", extra={"listen": settings.listen, **settings.describe()})
     print(f"payments service listening on {settings.listen} ({settings.describe()['database']})", flush=True)
     await _until_signalled()
     print("shutting down: draining in-flight RPCs", flush=True)
     await service.close()
+    shutdown_telemetry()
     return 0

@@ -8,6 +8,7 @@ bytes become INVALID_ARGUMENT instead of grpc's INTERNAL.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ from google.rpc import status_pb2
 from payments.v1 import payment_service_pb2 as svc
 from server.api import convert, validation
 from server.api.errors import error_status, grpc_code, internal_status
+from server.app import telemetry
 from server.app.context import CallContext
 from server.app.deadline import Deadline
 from server.app.operations import Operations
@@ -35,6 +37,9 @@ _NO_DEADLINE_THRESHOLD = 86_400.0  # grpc reports "no deadline" as a huge time_r
 
 class MalformedRequest:
     """Stands in for a request whose bytes did not decode."""
+
+    def __init__(self, rpc: str) -> None:
+        self.rpc = rpc
 
 
 class ClientIdentifier(Protocol):
@@ -56,10 +61,12 @@ class SingleClient:
 def call_context(context: grpc.aio.ServicerContext[Any, Any], client_id: str) -> CallContext:
     remaining = context.time_remaining()
     deadline = Deadline.after(remaining if remaining is not None and remaining < _NO_DEADLINE_THRESHOLD else None)
-    traceparent = None
-    for key, value in context.invocation_metadata() or ():
-        if key == "traceparent" and isinstance(value, str):
-            traceparent = value[:128]
+    # The server span's context when tracing is on (it continues the caller's trace), else the caller's.
+    traceparent = telemetry.current_traceparent()
+    if traceparent is None:
+        for key, value in context.invocation_metadata() or ():
+            if key == "traceparent" and isinstance(value, str):
+                traceparent = value[:128]
     return CallContext(client_id=client_id, deadline=deadline, trace_context=traceparent)
 
 
@@ -84,6 +91,8 @@ class PaymentServicer:
         work: Callable[[CallContext], Awaitable[Reply | Message]],
     ) -> bytes | Message:
         status: status_pb2.Status
+        rpc = request.rpc if isinstance(request, MalformedRequest) else type(request).__name__.removesuffix("Request")
+        started = time.monotonic()
         try:
             if isinstance(request, MalformedRequest):
                 raise InvalidRequest([FieldViolation("request", "is not a valid protobuf message", "MALFORMED")])
@@ -96,12 +105,15 @@ class PaymentServicer:
             status = internal_status("internal error; the operation may be retried with the same key")
         else:
             if not isinstance(result, Reply):
+                _record(rpc, 0, started)
                 return result
             if result.replayed:
                 await context.send_initial_metadata(((REPLAYED_HEADER, "true"),))
             if result.code == 0:
+                _record(rpc, 0, started)
                 return result.body
             status = status_pb2.Status.FromString(result.body)
+        _record(rpc, status.code, started)
         await _abort(context, status)
         raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
@@ -153,6 +165,11 @@ class PaymentServicer:
         return await self._run(context, request, work)
 
 
+def _record(rpc: str, code: int, started: float) -> None:
+    attributes = {"rpc.method": rpc, "rpc.grpc.status_code": grpc_code(code).name}
+    telemetry.rpc_duration.record((time.monotonic() - started) * 1000, attributes)
+
+
 _REQUESTS: dict[str, type[Message]] = {
     "Charge": svc.ChargeRequest,
     "Refund": svc.RefundRequest,
@@ -164,12 +181,12 @@ _REQUESTS: dict[str, type[Message]] = {
 }
 
 
-def _deserializer(message_type: type[Message]) -> Callable[[bytes], object]:
+def _deserializer(rpc: str, message_type: type[Message]) -> Callable[[bytes], object]:
     def parse(data: bytes) -> object:
         try:
             return message_type.FromString(data)
         except (DecodeError, RuntimeError, ValueError):
-            return MalformedRequest()
+            return MalformedRequest(rpc)
 
     return parse
 
@@ -184,7 +201,7 @@ def generic_handler(servicer: PaymentServicer) -> grpc.GenericRpcHandler[Any, An
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
             getattr(servicer, name),
-            request_deserializer=_deserializer(message),
+            request_deserializer=_deserializer(name, message),
             response_serializer=_serialize,
         )
         for name, message in _REQUESTS.items()

@@ -18,14 +18,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
+from server.app import telemetry
 from server.app.context import CallContext
 from server.app.deadline import Deadline
 from server.app.flows import Flow
 from server.app.psp import OutcomeKind, PspOutcome, PspRejectedError, PspUnavailableError
 from server.app.replies import Reply
-from server.app.store import Begun, Done, InFlight, KeyClaim, OperationStore, Pruned, Started, StoredReply
-from server.domain.errors import IdempotencyKeyInUse, PspUnavailable
+from server.app.store import (
+    Begun,
+    Done,
+    InFlight,
+    KeyClaim,
+    OperationStore,
+    Pruned,
+    Started,
+    StoredReply,
+    Transition,
+)
+from server.domain.errors import IdempotencyKeyInUse, IdempotencyKeyReused, PspUnavailable
 from server.domain.idempotency import Operation
+from server.domain.ids import format_id, id_kind
 from server.domain.model import Failure, Payment, Payout, Refund
 
 log = logging.getLogger(__name__)
@@ -62,8 +74,29 @@ async def begin_with_wait(
     begin: Callable[[], Awaitable[Begun[R]]],
     deadline: Deadline,
     policy: ExecutionPolicy,
+    operation: Operation,
 ) -> Started[R] | Done | Pruned:
     """Phase 1, waiting a little for an in-flight duplicate so it can be answered with the replay."""
+    with telemetry.span("idempotency.claim", {"idempotency.operation": str(operation)}) as claim:
+        try:
+            begun = await _claim(begin, deadline, policy)
+        except (IdempotencyKeyInUse, IdempotencyKeyReused) as exc:
+            claim.set_attribute("idempotency.outcome", exc.reason)
+            telemetry.idempotency_conflicts.add(1, {"reason": exc.reason, "operation": str(operation)})
+            raise
+        replayed = isinstance(begun, (Done, Pruned)) and (not isinstance(begun, Done) or begun.replayed)
+        outcome = "replayed" if replayed else "resumed" if isinstance(begun, Started) and begun.resumed else "claimed"
+        claim.set_attribute("idempotency.outcome", outcome)
+        claim.set_attribute("idempotency.replayed", replayed)
+    telemetry.annotate(**{"idempotency.replayed": replayed})
+    if replayed:
+        telemetry.idempotency_replays.add(1, {"operation": str(operation)})
+    return begun
+
+
+async def _claim(
+    begin: Callable[[], Awaitable[Begun[R]]], deadline: Deadline, policy: ExecutionPolicy
+) -> Started[R] | Done | Pruned:
     waited = 0.0
     pause = 0.02
     budget = deadline.clamp(policy.in_flight_wait_seconds)
@@ -91,11 +124,14 @@ async def drive(
 ) -> Reply:
     """Phases 2 and 3 for a started (or resumed) execution."""
     resource = started.resource
+    telemetry.annotate(
+        **{f"{flow.resource_type}.id": format_id(id_kind(flow.resource_type), resource.id), "psp": resource.psp}
+    )
     try:
         outcome = await call_psp(policy.psp_deadline(ctx.deadline))
     except PspUnavailableError as exc:
         transition = flow.in_progress(resource, ctx.actor, now()) if exc.possibly_executed else None
-        await asyncio.shield(store.release(started.lease, transition))
+        await asyncio.shield(_release(store, started, transition))
         retry_after = exc.retry_after or policy.default_retry_after_seconds
         raise PspUnavailable(
             "the payment provider did not give a final answer; retry with the same idempotency key",
@@ -105,7 +141,7 @@ async def drive(
         log.error("psp rejected the request: %s (code %s)", exc, exc.code)
         outcome = PspOutcome(OutcomeKind.FAILED, failure=Failure(exc.code, str(exc)))
     if outcome.kind is OutcomeKind.UNKNOWN:
-        await asyncio.shield(store.release(started.lease, flow.in_progress(resource, ctx.actor, now())))
+        await asyncio.shield(_release(store, started, flow.in_progress(resource, ctx.actor, now())))
         raise PspUnavailable(
             "the payment provider's answer was lost; retry with the same idempotency key",
             policy.default_retry_after_seconds,
@@ -113,8 +149,20 @@ async def drive(
     transition = flow.decide(resource, outcome, ctx.actor, now())
     final = flow.apply(resource, transition) if transition else resource
     # Shielded: once the PSP has answered, the outcome is recorded even if the caller goes away.
-    stored = await asyncio.shield(store.finish(started.lease, transition, StoredReply(0, encode(final))))
+    stored = await asyncio.shield(_finish(store, started, transition, StoredReply(0, encode(final))))
     return Reply.of(stored, replayed=False)
+
+
+async def _finish(
+    store: OperationStore, started: Started[R], transition: Transition | None, reply: StoredReply
+) -> StoredReply:
+    with telemetry.span("idempotency.complete", {"idempotency.recovery_point": "finished"}):
+        return await store.finish(started.lease, transition, reply)
+
+
+async def _release(store: OperationStore, started: Started[R], transition: Transition | None) -> None:
+    with telemetry.span("idempotency.complete", {"idempotency.recovery_point": "started"}):
+        await store.release(started.lease, transition)
 
 
 def key_claim(

@@ -76,7 +76,9 @@ class Operations:
             created_at=at, updated_at=at,
         )  # fmt: skip
         claim = key_claim(ctx, cmd.idempotency_key, Operation.CHARGE, cmd.fingerprint, self._policy)
-        begun = await begin_with_wait(lambda: self._store.begin_charge(claim, draft), ctx.deadline, self._policy)
+        begun = await begin_with_wait(
+            lambda: self._store.begin_charge(claim, draft), ctx.deadline, self._policy, Operation.CHARGE
+        )
         return await finish_begun(
             begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.PAYMENT)
         )
@@ -91,7 +93,7 @@ class Operations:
         claim = key_claim(ctx, cmd.idempotency_key, Operation.REFUND, cmd.fingerprint, self._policy)
         begun = await begin_with_wait(
             lambda: self._store.begin_refund(claim, draft, cmd.amount, self._encoder.error),
-            ctx.deadline, self._policy,
+            ctx.deadline, self._policy, Operation.REFUND,
         )  # fmt: skip
         return await finish_begun(
             begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.REFUND)
@@ -108,7 +110,9 @@ class Operations:
         # Facts the PSP needs identical on every attempt (e.g. SEPA message ids) are stored at creation.
         draft = dataclasses.replace(draft, psp_data=provider.prepare_payout(payout_order(draft, cmd.idempotency_key)))
         claim = key_claim(ctx, cmd.idempotency_key, Operation.PAYOUT, cmd.fingerprint, self._policy)
-        begun = await begin_with_wait(lambda: self._store.begin_payout(claim, draft), ctx.deadline, self._policy)
+        begun = await begin_with_wait(
+            lambda: self._store.begin_payout(claim, draft), ctx.deadline, self._policy, Operation.PAYOUT
+        )
         return await finish_begun(
             begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.PAYOUT)
         )

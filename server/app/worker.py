@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from server.app import telemetry
 from server.app.context import CallContext
 from server.app.deadline import Deadline
 from server.app.flows import PaymentFlow, PayoutFlow, RefundFlow
@@ -111,6 +112,14 @@ class BackgroundWorker:
     # -- recovery -----------------------------------------------------------------------------
 
     async def _recover(self, stalled: StalledExecution, report: PassReport) -> None:
+        attributes: dict[str, str | bool | int] = {
+            "resource.id": _public_id(stalled.started.resource), "psp": stalled.started.resource.psp,
+            "recovery.execution": stalled.executions,
+        }  # fmt: skip
+        with telemetry.span("worker.recover", attributes, links=telemetry.links_to(stalled.trace_context)):
+            await self._recover_traced(stalled, report)
+
+    async def _recover_traced(self, stalled: StalledExecution, report: PassReport) -> None:
         ctx = CallContext(
             client_id=stalled.started.lease.client_id,
             deadline=Deadline.after(self._policy.psp_budget_seconds),
@@ -147,12 +156,20 @@ class BackgroundWorker:
             extra={"alert": "REQUIRES_RECONCILIATION", "resource_id": public_id, "psp": resource.psp,
                    "attempts": attempts},
         )  # fmt: skip
+        telemetry.reconciliation_required.add(1, {"psp": resource.psp, "resource": type(resource).__name__.lower()})
         for hook in self._hooks:
             hook(public_id, resource.psp)
 
     # -- polling ------------------------------------------------------------------------------
 
     async def _poll(self, target: PollTarget, report: PassReport) -> None:
+        attributes: dict[str, str | bool | int] = {
+            "resource.id": _public_id(target.resource), "psp": target.resource.psp, "poll.number": target.polls,
+        }  # fmt: skip
+        with telemetry.span("worker.poll", attributes, links=telemetry.links_to(target.trace_context)):
+            await self._poll_traced(target, report)
+
+    async def _poll_traced(self, target: PollTarget, report: PassReport) -> None:
         resource = target.resource
         order, rtype = await self._order(target)
         provider = self._providers.by_name(resource.psp)

@@ -10,11 +10,21 @@ import re
 import uuid
 from enum import StrEnum
 
+from server.domain.states import ResourceType
+
 
 class IdKind(StrEnum):
     PAYMENT = "pay"
     REFUND = "re"
     PAYOUT = "po"
+
+
+_KIND_OF_RESOURCE = {ResourceType.PAYMENT: IdKind.PAYMENT, ResourceType.REFUND: IdKind.REFUND,
+                     ResourceType.PAYOUT: IdKind.PAYOUT}  # fmt: skip
+
+
+def id_kind(resource_type: ResourceType) -> IdKind:
+    return _KIND_OF_RESOURCE[resource_type]
 
 
 _PATTERN = re.compile(r"^(pay|re|po)_([0-9a-f]{32})$")

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import httpx
 import pytest
 import stripe
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from stripe.params import PaymentIntentCreateParams
 
 from adapters.sandboxes.stripe_objects import CREATE_PAYMENT_INTENT, CREATE_REFUND, CREATE_TRANSFER
@@ -598,9 +599,10 @@ async def test_search_by_metadata(client: stripe.StripeClient) -> None:
 async def test_request_log_and_counters_show_keys_and_traceparent(
     sandbox: StripeSandbox, client: stripe.StripeClient, raw: httpx.AsyncClient
 ) -> None:
-    await client.v1.payment_intents.create_async(
-        params=_charge(), options={"idempotency_key": "k-trace", "headers": {"traceparent": TRACEPARENT}}
-    )
+    with suppress_http_instrumentation():  # when tracing is on, httpx would replace our traceparent
+        await client.v1.payment_intents.create_async(
+            params=_charge(), options={"idempotency_key": "k-trace", "headers": {"traceparent": TRACEPARENT}}
+        )
     record = sandbox.requests()[-1]
     assert (record.method, record.path, record.status, record.executed) == (
         "POST", "/v1/payment_intents", 200, True

@@ -1,0 +1,68 @@
+"""The service's own spans and metrics, on the OpenTelemetry API (no-ops until the SDK is set up).
+
+Kept in one module so the names SREs alert on are defined once. Attribute values never carry card
+data, full IBANs, keys or tokens: only our ids, PSP names, codes and outcomes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Link, Span
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+tracer = trace.get_tracer("payments-service")
+_meter = metrics.get_meter("payments-service")
+
+rpc_duration = _meter.create_histogram(
+    "payments.rpc.duration", unit="ms", description="RPC latency by method and status code"
+)
+psp_call_duration = _meter.create_histogram(
+    "payments.psp.call.duration", unit="ms", description="PSP call latency (all attempts) by PSP and outcome"
+)
+psp_calls = _meter.create_counter("payments.psp.calls", description="PSP calls by PSP, operation and outcome")
+psp_retries = _meter.create_counter("payments.psp.retries", description="PSP attempts beyond the first")
+idempotency_replays = _meter.create_counter(
+    "payments.idempotency.replays", description="requests answered with a stored reply"
+)
+idempotency_conflicts = _meter.create_counter(
+    "payments.idempotency.conflicts", description="IDEMPOTENCY_KEY_REUSED and IDEMPOTENCY_KEY_IN_USE answers"
+)
+reconciliation_required = _meter.create_counter(
+    "payments.reconciliation.required", description="operations moved to REQUIRES_RECONCILIATION (alert on it)"
+)
+
+_propagator = TraceContextTextMapPropagator()
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the current span, stored with an operation so later work can link to it."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def links_to(traceparent: str | None) -> list[Link]:
+    """A span link to the trace that started an operation (none if it was not traced)."""
+    if not traceparent:
+        return []
+    context = _propagator.extract({"traceparent": traceparent})
+    span_context = trace.get_current_span(context).get_span_context()
+    return [Link(span_context)] if span_context.is_valid else []
+
+
+def annotate(**attributes: str | bool | int) -> None:
+    """Adds attributes to the current span (the gRPC server span inside an RPC)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(attributes)
+
+
+@contextmanager
+def span(
+    name: str, attributes: dict[str, str | bool | int] | None = None, links: list[Link] | None = None
+) -> Iterator[Span]:
+    with tracer.start_as_current_span(name, links=links, attributes=attributes) as current:
+        yield current
