@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: serve test test-stripe-live lint typecheck buflint proto sandbox clean
+.PHONY: serve test test-stripe-live bench bench-growth lint typecheck buflint proto sandbox clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -25,6 +25,20 @@ test-stripe-live: $(STAMP)
 	@if [ -z "$$PAYMENTS_STRIPE_API_KEY" ]; then \
 		echo "test-stripe-live skipped: set PAYMENTS_STRIPE_API_KEY=sk_test_... (and PAYMENTS_STRIPE_API_BASE for a Stripe-compatible server)"; \
 	else PAYMENTS_STRIPE_LIVE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -rs tests/integration/test_stripe_adapter.py; fi
+
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+# Throughput and latency next to floors measured in the same run (design.md §10); results in bench-results/.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m server.bench.run
+
+# The same, plus Charge with 5 million existing payments and keys (takes several minutes more).
+bench-growth: $(BENCH_STAMP)
+	$(BIN)/python -m server.bench.run --growth-rows 5000000
 
 sandbox: $(STAMP)
 	$(BIN)/payments sandbox

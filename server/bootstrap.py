@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -112,7 +115,10 @@ class Core:
     providers: ProviderSet
 
     def worker(self, settings: Settings, policy: WorkerPolicy | None) -> BackgroundWorker:
-        policy = policy or WorkerPolicy(idle_seconds=settings.recovery_idle_seconds)
+        policy = policy or WorkerPolicy(
+            idle_seconds=settings.recovery_idle_seconds,
+            reply_retention_seconds=settings.reply_retention_days * 86400.0,
+        )
         return BackgroundWorker(
             self.operations, PostgresWorkerStore(self.db), self.reader, self.providers, policy, utc_now
         )
@@ -233,3 +239,50 @@ async def serve(settings: Settings) -> int:
     await service.close()
     shutdown_telemetry()
     return 0
+
+
+def serve_processes(settings: Settings, workers: int) -> int:
+    """`payments serve --workers N`: N server processes on one port (SO_REUSEPORT), one background worker.
+
+    What must be shared is started once here: the embedded PostgreSQL, the migrations and, without PSP
+    credentials, the sandboxes (every process must see the same PSP, or idempotency at the PSP would be
+    per process). The children are ordinary `payments serve` processes; SIGTERM/SIGINT are passed on.
+    """
+    if workers < 1:
+        raise ValueError("--workers must be at least 1")
+    if settings.listen.endswith(":0"):
+        raise ValueError("--workers needs a fixed port: the processes share it")
+    url, embedded = open_database_url(settings)
+    asyncio.run(migrate_dsn(url))
+    env = {**os.environ, "PAYMENTS_DATABASE_URL": url, "PAYMENTS_LISTEN": settings.listen}
+    sandboxes: list[StripeSandbox | BankSandbox] = []
+    if settings.psp == "stripe" and not settings.stripe_api_key:
+        stripe_sandbox = StripeSandbox().start()
+        sandboxes.append(stripe_sandbox)
+        env |= {"PAYMENTS_STRIPE_API_KEY": SANDBOX_STRIPE_KEY, "PAYMENTS_STRIPE_API_BASE": stripe_sandbox.url}
+    if settings.psp == "stripe" and not settings.bank_api_base:
+        bank_sandbox = BankSandbox().start()
+        sandboxes.append(bank_sandbox)
+        env |= {"PAYMENTS_BANK_API_BASE": bank_sandbox.url, "PAYMENTS_BANK_API_TOKEN": SANDBOX_BANK_TOKEN}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve"],
+            env={**env, "PAYMENTS_WORKER": "on" if index == 0 and settings.worker else "off"},
+        )
+        for index in range(workers)
+    ]
+    print(f"payments service: {workers} processes on {settings.listen}", flush=True)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    codes = [child.wait() for child in children]
+    for sandbox in sandboxes:
+        sandbox.stop()
+    if embedded is not None:
+        embedded.close()
+    return max(codes)

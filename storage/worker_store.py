@@ -37,6 +37,17 @@ _CLAIM_STALLED = """
               k.trace_context, EXTRACT(EPOCH FROM now() - k.created_at)::float8 AS key_age
 """
 
+# A replay past the retention period is answered from the resource's current state (see Pruned).
+_PRUNE_REPLIES = """
+    UPDATE idempotency_keys SET reply_body = NULL
+    WHERE ctid IN (
+        SELECT ctid FROM idempotency_keys
+        WHERE reply_body IS NOT NULL AND reply_stored_at < now() - make_interval(secs => $1)
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    )
+"""
+
 _TABLES = (("payments", PAYMENT_COLUMNS, payment_of), ("refunds", REFUND_COLUMNS, refund_of),
            ("payouts", PAYOUT_COLUMNS, payout_of))  # fmt: skip
 
@@ -95,6 +106,11 @@ class PostgresWorkerStore:
                     targets.append(PollTarget(row_of(row), row["idempotency_key"], row["polls"], row["age"],
                                               row["trace_context"]))  # fmt: skip
         return targets
+
+    async def prune_replies(self, *, older_than_seconds: float, limit: int) -> int:
+        async with self._db.connection() as conn:
+            status = await conn.execute(_PRUNE_REPLIES, older_than_seconds, limit)
+        return int(status.split()[-1])
 
     async def record_poll(self, target: PollTarget, transition: Transition | None, next_poll_in: float | None) -> bool:
         table = _TABLE_OF[type(target.resource)]

@@ -163,6 +163,10 @@ class WorkerStore(Protocol):
 
     async def claim_due_polls(self, *, limit: int, lease_seconds: float) -> list[PollTarget]: ...
 
+    async def prune_replies(self, *, older_than_seconds: float, limit: int) -> int:
+        """Drops stored reply bodies past the retention period; keys and resources stay forever."""
+        ...
+
     async def record_poll(self, target: PollTarget, transition: Transition | None, next_poll_in: float | None) -> bool:
         """Applies what the PSP said (if anything changed) and schedules the next poll (None: stop)."""
         ...

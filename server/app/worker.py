@@ -50,6 +50,8 @@ class WorkerPolicy:
     max_poll_interval_seconds: float = 300.0
     poll_window_seconds: float = 7 * 86400  # then an in-progress resource needs reconciliation
     return_window_seconds: float = 14 * 86400  # SEPA returns come within days; paid payouts are watched this long
+    reply_retention_seconds: float = 30 * 86400  # stored reply bodies are pruned after this long
+    prune_every_seconds: float = 60.0
 
 
 @dataclass
@@ -80,6 +82,7 @@ class BackgroundWorker:
         self._policy = policy
         self._now = now
         self._hooks = on_reconciliation or []
+        self._next_prune = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -107,7 +110,17 @@ class BackgroundWorker:
             if isinstance(result, BaseException) and not isinstance(result, DomainError):
                 log.error("status poll failed", exc_info=result)
         report.polled = len(targets)
+        await self._prune()
         return report
+
+    async def _prune(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + self._policy.prune_every_seconds
+        pruned = await self._store.prune_replies(older_than_seconds=self._policy.reply_retention_seconds, limit=5000)
+        if pruned:
+            log.info("pruned %d stored replies past the retention period", pruned)
 
     # -- recovery -----------------------------------------------------------------------------
 

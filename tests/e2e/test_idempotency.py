@@ -175,3 +175,19 @@ def test_refund_of_unpaid_payment_is_refused(server: ServerHarness) -> None:
         server.stub.Refund(svc.RefundRequest(idempotency_key="u1", payment_id=declined.id), timeout=10)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_reason(caught.value) == "PAYMENT_NOT_REFUNDABLE"
+
+
+def test_replay_after_retention_answers_with_the_current_state(server: ServerHarness) -> None:
+    payment = server.stub.Charge(charge("retained", amount=2000), timeout=10).payment
+    server.stub.Refund(svc.RefundRequest(idempotency_key="retained-r", payment_id=payment.id), timeout=10)
+
+    async def prune() -> None:
+        async with server.service.db.connection() as conn:
+            await conn.execute("UPDATE idempotency_keys SET reply_body = NULL WHERE idempotency_key = 'retained'")
+
+    server.run(prune())
+    replay, call = server.stub.Charge.with_call(charge("retained", amount=2000), timeout=10)
+    assert dict(call.initial_metadata()).get("idempotent-replayed") == "true"
+    assert replay.payment.id == payment.id
+    assert replay.payment.amount_refunded.amount_minor == 2000, "the current state, not the first answer"
+    assert server.sandbox.executions() == 2  # the charge and the refund, nothing re-executed

@@ -106,3 +106,25 @@ async def test_claim_states(database_url: str) -> None:
         assert await store.begin_charge(claim(), draft()) == Pruned(first.resource.id)
     finally:
         await db.close()
+
+
+async def test_pruning_drops_old_reply_bodies_only(database_url: str) -> None:
+    from storage.worker_store import PostgresWorkerStore
+
+    db = Database(await create_pool(database_url))
+    try:
+        store = PostgresOperationStore(db)
+        for key in ("old", "new"):
+            started = await store.begin_charge(claim(key), draft())
+            assert isinstance(started, Started)
+            await store.finish(started.lease, None, StoredReply(0, b"reply"))
+        async with db.connection() as conn:
+            await conn.execute(
+                "UPDATE idempotency_keys SET reply_stored_at = now() - interval '31 days' WHERE idempotency_key = 'old'"
+            )
+        pruned = await PostgresWorkerStore(db).prune_replies(older_than_seconds=30 * 86400, limit=100)
+        assert pruned == 1
+        assert isinstance(await store.begin_charge(claim("old"), draft()), Pruned)
+        assert await store.begin_charge(claim("new"), draft()) == Done(StoredReply(0, b"reply"), replayed=True)
+    finally:
+        await db.close()

@@ -1,0 +1,319 @@
+"""Runs every benchmark scenario in one go and reports each next to its floor.
+
+Servers run in their own processes (like in production); this process is the load generator. Ratios
+compare figures measured in this same run, so they mean something on any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from adapters.sandboxes.stripe_sandbox import StripeSandbox
+from payments.v1 import payment_service_pb2 as svc
+from payments.v1 import resources_pb2 as res
+from server.api.client import payment_stub
+from server.bench.floors import ECHO, TABLE_SQL, TWO_TRANSACTIONS, two_transactions
+from server.bench.growth import seed
+from server.bench.load import Result, run_load
+from server.domain.idempotency import Operation, psp_idempotency_key
+from storage.embedded import EmbeddedPostgres
+from storage.migrator import migrate_dsn
+
+FLOOR = "floor.grpc+2tx"
+CHARGE_BODY = svc.ChargeRequest(
+    idempotency_key="k" * 24, amount=res.Money(amount_minor=1250, currency="EUR"), payment_method="pm_card_visa",
+    customer_id="cus_bench", description="benchmark", metadata={"order": "42"},
+).SerializeToString()  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    c1: int = 300
+    c64: int = 3000
+    storm: int = 500
+    growth_rows: int = 0
+    out: Path = Path("bench-results")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_ready(target: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(grpc.RpcError), grpc.insecure_channel(target) as channel:
+            grpc.channel_ready_future(channel).result(timeout=1)
+            return
+        time.sleep(0.1)
+    raise TimeoutError(target)
+
+
+def wait_serving(target: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(grpc.RpcError), grpc.insecure_channel(target) as channel:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1).status
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(target)
+
+
+@contextlib.contextmanager
+def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    child = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+        [sys.executable, *args], env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield child
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+@contextlib.contextmanager
+def service(dsn: str, **env: str) -> Iterator[str]:
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    base = {"PAYMENTS_DATABASE_URL": dsn, "PAYMENTS_LISTEN": target, "PAYMENTS_WORKER": "off", **env}
+    workers = base.pop("WORKERS", "")
+    args = ["-m", "server.cli", "serve", *(["--workers", workers] if workers else [])]
+    with process(args, base):
+        wait_serving(target)
+        yield target
+
+
+class OtlpSink:
+    """Accepts OTLP exports and drops them: tracing on, with a real exporter and a real network hop."""
+
+    def __enter__(self) -> str:
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+        class Sink(trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+                if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
+                    return trace_service_pb2.ExportTraceServiceResponse()
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Sink(), self._server)  # type: ignore[no-untyped-call]
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Sink(), self._server)  # type: ignore[no-untyped-call]
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop(0)
+
+
+class Bench:
+    def __init__(self, plan: Plan, dsn: str) -> None:
+        self.plan = plan
+        self.dsn = dsn
+        self.results: list[Result] = []
+        self.notes: dict[str, Any] = {}
+
+    async def both(self, name: str, call: Callable[[int], Awaitable[None]]) -> None:
+        for concurrency, requests in ((1, self.plan.c1), (64, self.plan.c64)):
+            result = await run_load(name, call, concurrency=concurrency, requests=requests)
+            self.results.append(result)
+            print(f"  {name:<28} c={concurrency:<3} {result.throughput:8.0f} rps  p50 {result.percentile(50):7.2f} ms",
+                  flush=True)  # fmt: skip
+
+    async def floors(self) -> None:
+        body = CHARGE_BODY
+        with process(["-m", "server.bench.floors", "echo", "--port", str(port := free_port())]):
+            wait_ready(f"127.0.0.1:{port}")
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                echo = channel.unary_unary(ECHO, None, None)
+                await self.both("floor.grpc-echo", lambda _: _done(echo(body)))
+        pool = await asyncpg.create_pool(self.dsn, min_size=2, max_size=20)
+        await self.both("floor.2tx-asyncpg", lambda _: two_transactions(pool, body))
+        await pool.close()
+        with process(["-m", "server.bench.floors", "db", "--port", str(port := free_port()), "--dsn", self.dsn]):
+            wait_ready(f"127.0.0.1:{port}")
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                work = channel.unary_unary(TWO_TRANSACTIONS, None, None)
+                await self.both(FLOOR, lambda _: _done(work(body)))
+
+    async def charges(self, name: str, target: str, method: str = "pm_card_visa") -> list[str]:
+        ids: list[str] = []
+        run = uuid.uuid4().hex[:8]
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = payment_stub(channel)
+
+            async def charge(n: int) -> None:
+                request = svc.ChargeRequest(
+                    idempotency_key=f"{name}-{run}-{n}", amount=res.Money(amount_minor=1250, currency="EUR"),
+                    payment_method=method, customer_id="cus_bench", description="benchmark", metadata={"order": "42"},
+                )  # fmt: skip
+                response = await stub.Charge(request, timeout=30)
+                if n >= 0:
+                    ids.append(response.payment.id)
+
+            await self.both(name, charge)
+        return ids
+
+    async def refunds_and_reads(self, target: str, payment_ids: list[str]) -> None:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = payment_stub(channel)
+            pool = iter(payment_ids)
+
+            async def refund(n: int) -> None:
+                payment_id = next(pool)
+                await stub.Refund(svc.RefundRequest(idempotency_key=f"refund-{payment_id}", payment_id=payment_id),
+                                  timeout=30)  # fmt: skip
+
+            async def get(n: int) -> None:
+                await stub.GetPayment(svc.GetPaymentRequest(id=payment_ids[n % len(payment_ids)]), timeout=30)
+
+            await self.both("refund.inprocess", refund)
+            await self.both("get_payment", get)
+
+    async def storm(self, target: str, sandbox: StripeSandbox) -> None:
+        key = f"storm-{uuid.uuid4().hex[:8]}"
+        request = svc.ChargeRequest(
+            idempotency_key=key, amount=res.Money(amount_minor=999, currency="EUR"), payment_method="pm_card_visa"
+        )
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = payment_stub(channel)
+            started = time.perf_counter()
+            outcomes = await asyncio.gather(*(stub.Charge(request, timeout=10) for _ in range(self.plan.storm)),
+                                            return_exceptions=True)  # fmt: skip
+            elapsed = time.perf_counter() - started
+        codes: dict[str, int] = {}
+        for outcome in outcomes:
+            label = "OK"
+            if isinstance(outcome, grpc.aio.AioRpcError):
+                label = outcome.code().name
+            elif isinstance(outcome, BaseException):
+                label = type(outcome).__name__
+            codes[label] = codes.get(label, 0) + 1
+        calls = sandbox.executions_for_key(psp_idempotency_key("default", key, Operation.CHARGE))
+        self.notes["duplicate_storm"] = {"requests": self.plan.storm, "all_answered_s": round(elapsed, 3),
+                                         "psp_executions": calls, "answers": codes}  # fmt: skip
+        print(f"  duplicate storm: {self.plan.storm} requests answered in {elapsed:.2f} s, "
+              f"{calls} PSP execution(s), answers {codes}", flush=True)  # fmt: skip
+
+
+async def _done(call: Any) -> None:
+    await call
+
+
+async def run(plan: Plan, dsn: str) -> Bench:
+    bench = Bench(plan, dsn)
+    print("floors", flush=True)
+    await bench.floors()
+    print("service, in-process PSP", flush=True)
+    with service(dsn, PAYMENTS_PSP="inprocess") as target:
+        ids = await bench.charges("charge.inprocess", target)
+        await bench.refunds_and_reads(target, ids)
+    with OtlpSink() as endpoint, service(dsn, PAYMENTS_PSP="inprocess", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint) as target:
+        await bench.charges("charge.inprocess+tracing", target)
+    print("service, Stripe sandbox over HTTP", flush=True)
+    sandbox = StripeSandbox().start()
+    try:
+        stripe_env = {"PAYMENTS_STRIPE_API_KEY": "sk_test_bench", "PAYMENTS_STRIPE_API_BASE": sandbox.url}
+        with service(dsn, **stripe_env) as target:
+            await bench.charges("charge.stripe-sandbox", target)
+            await bench.storm(target, sandbox)
+    finally:
+        sandbox.stop()
+    print("multi-process serving", flush=True)
+    for workers in ("1", "2"):
+        with service(dsn, PAYMENTS_PSP="inprocess", WORKERS=workers) as target:
+            await bench.charges(f"charge.workers={workers}", target)
+    if plan.growth_rows:
+        print(f"data growth: seeding {plan.growth_rows:,} payments and keys", flush=True)
+        started = time.perf_counter()
+        await seed(dsn, plan.growth_rows)
+        bench.notes["growth_seed_s"] = round(time.perf_counter() - started, 1)
+        with service(dsn, PAYMENTS_PSP="inprocess") as target:
+            await bench.charges(f"charge.inprocess@{plan.growth_rows // 1_000_000}M", target)
+    return bench
+
+
+def _bench_database() -> tuple[str, Callable[[], None]]:
+    base = os.environ.get("PAYMENTS_DATABASE_URL") or os.environ.get("PAYMENTS_TEST_DATABASE_URL")
+    cleanup: Callable[[], None] = lambda: None  # noqa: E731
+    if not base:
+        folder = Path(tempfile.mkdtemp(prefix="pgb", dir="/tmp"))
+        embedded = EmbeddedPostgres(folder / "pg")
+        base = embedded.start()
+
+        def cleanup() -> None:
+            embedded.close()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(base)
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+
+    asyncio.run(create())
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(base)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment)), cleanup
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="payments bench", description=__doc__)
+    parser.add_argument("--requests", type=int, default=Plan.c64, help="requests per scenario at concurrency 64")
+    parser.add_argument("--growth-rows", type=int, default=0, help="also measure with this many existing rows")
+    parser.add_argument("--out", type=Path, default=Plan.out)
+    args = parser.parse_args(argv)
+    plan = Plan(c1=max(100, args.requests // 10), c64=args.requests, growth_rows=args.growth_rows, out=args.out)
+    started = time.perf_counter()
+    dsn, cleanup = _bench_database()
+    try:
+        asyncio.run(_prepare(dsn))
+        bench = asyncio.run(run(plan, dsn))
+    finally:
+        cleanup()
+    from server.bench.report import write_report
+
+    write_report(bench.results, bench.notes, plan.out, floor=FLOOR, total_s=time.perf_counter() - started)
+    return 0
+
+
+async def _prepare(dsn: str) -> None:
+    await migrate_dsn(dsn)
+    conn = await asyncpg.connect(dsn)
+    await conn.execute(TABLE_SQL)
+    await conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
