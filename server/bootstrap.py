@@ -24,13 +24,14 @@ from adapters.sandboxes.bank_sandbox import BankSandbox
 from adapters.sandboxes.stripe_sandbox import StripeSandbox
 from adapters.stripe_psp import StripeAdapter, close_http_client, stripe_client
 from server.api.convert import ProtoReplyEncoder
-from server.api.servicer import ClientIdentifier, PaymentServicer, SingleClient
+from server.api.servicer import ClientIdentifier, PaymentServicer
 from server.app.execution import ExecutionPolicy
 from server.app.operations import Operations
 from server.app.queries import Queries
 from server.app.worker import BackgroundWorker, WorkerPolicy
 from server.config import Settings
 from server.runtime import GrpcServer
+from server.security.setup import build_identifier, check_startup, server_credentials
 from server.telemetry_setup import configure_telemetry, shutdown_telemetry, tracing_active
 from storage.database import Database, create_pool
 from storage.embedded import EmbeddedPostgres
@@ -176,6 +177,7 @@ async def start_service(
     tracing: bool | None = None,
 ) -> Service:
     """Builds and starts one server process; `dsn` and `providers` let tests inject their own."""
+    check_startup(settings)
     embedded = None
     if dsn is None:
         url, embedded = await asyncio.to_thread(open_database_url, settings)
@@ -189,10 +191,10 @@ async def start_service(
         owned = build_providers(settings)
         providers = owned.directory
     core = wire(settings, db, providers, policy)
-    servicer = PaymentServicer(core.operations, Queries(core.reader), identifier or SingleClient())
+    servicer = PaymentServicer(core.operations, Queries(core.reader), identifier or build_identifier(settings))
     traced = tracing_active() if tracing is None else tracing
     server = GrpcServer(servicer, interceptors=[aio_server_interceptor()] if traced else None)
-    port = server.bind(settings.listen)
+    port = server.bind(settings.listen, server_credentials(settings))
     await server.start()
     worker = core.worker(settings, worker_policy) if settings.worker else None
     service = Service(settings, db, server, providers, port, embedded, owned, worker)

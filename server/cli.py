@@ -7,7 +7,8 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,9 +19,10 @@ from grpc_status import rpc_status
 
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
-from server.api.client import PaymentStub, payment_stub
+from server.api.client import payment_stub
 from server.config import ConfigError, Settings
 from server.domain.ids import IdKind, MalformedId, kind_of
+from server.security.tls import channel_credentials, is_loopback, listen_host
 
 
 def _metadata_pairs(items: Sequence[str]) -> dict[str, str]:
@@ -73,14 +75,75 @@ def _target(args: argparse.Namespace) -> str:
     return os.environ.get("PAYMENTS_TARGET") or os.environ.get("PAYMENTS_LISTEN") or "127.0.0.1:50051"
 
 
-def _call(args: argparse.Namespace, invoke: Callable[[PaymentStub], Message], field: str) -> int:
-    with grpc.insecure_channel(_target(args)) as channel:
-        stub = payment_stub(channel)
+def _option(args: argparse.Namespace, name: str, env: str) -> str | None:
+    value = getattr(args, name, None)
+    return str(value) if value else (os.environ.get(env) or None)
+
+
+def _path_option(args: argparse.Namespace, name: str, env: str) -> Path | None:
+    value = _option(args, name, env)
+    return Path(value) if value else None
+
+
+def _secure(args: argparse.Namespace) -> bool:
+    return bool(args.tls) or any(
+        _option(args, name, env)
+        for name, env in (("ca", "PAYMENTS_TLS_CA"), ("cert", "PAYMENTS_CLIENT_CERT"), ("key", "PAYMENTS_CLIENT_KEY"))
+    )
+
+
+def _channel(args: argparse.Namespace) -> grpc.Channel:
+    """TLS when a CA, a client certificate or --tls is given (mutual TLS with --cert/--key), else plaintext."""
+    target = _target(args)
+    if not _secure(args):
+        return grpc.insecure_channel(target)
+    ca = _path_option(args, "ca", "PAYMENTS_TLS_CA")
+    cert = _path_option(args, "cert", "PAYMENTS_CLIENT_CERT")
+    key = _path_option(args, "key", "PAYMENTS_CLIENT_KEY")
+    credentials = channel_credentials(ca, cert, key)
+    options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
+    return grpc.secure_channel(target, credentials, options=options)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    if args.token_file:
         try:
-            response = invoke(stub)
+            return Path(args.token_file).read_text().strip() or None
+        except OSError as exc:
+            raise ConfigError(f"--token-file {args.token_file!r} cannot be read: {exc.strerror}") from None
+    return _option(args, "token", "PAYMENTS_TOKEN")
+
+
+def _call_metadata(args: argparse.Namespace, secure: bool) -> list[tuple[str, str]]:
+    token = _token(args)
+    if token is None:
+        return []
+    if not secure and not is_loopback(listen_host(_target(args))):
+        print("warning: sending the bearer token without TLS (use --ca or --tls)", file=sys.stderr)
+    return [("authorization", f"Bearer {token}")]
+
+
+def _invoke(args: argparse.Namespace, rpc: str, request: Message) -> Message | None:
+    """Calls one RPC with the connection options of `args`; prints the error and returns None on failure."""
+    try:
+        metadata = _call_metadata(args, secure=_secure(args))
+        channel = _channel(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    with channel:
+        try:
+            response: Message = getattr(payment_stub(channel), rpc)(request, timeout=args.timeout, metadata=metadata)
         except grpc.RpcError as error:
             print(_describe_error(error), file=sys.stderr)
-            return 1
+            return None
+    return response
+
+
+def _call(args: argparse.Namespace, rpc: str, request: Message, field: str) -> int:
+    response = _invoke(args, rpc, request)
+    if response is None:
+        return 1
     _print_resource(getattr(response, field))
     return 0
 
@@ -94,14 +157,14 @@ def cmd_charge(args: argparse.Namespace) -> int:
         idempotency_key=args.idempotency_key, amount=_money(args), payment_method=args.payment_method,
         customer_id=args.customer_id, description=args.description, metadata=_metadata_pairs(args.metadata),
     )  # fmt: skip
-    return _call(args, lambda stub: stub.Charge(request, timeout=args.timeout), "payment")
+    return _call(args, "Charge", request, "payment")
 
 
 def cmd_refund(args: argparse.Namespace) -> int:
     request = svc.RefundRequest(idempotency_key=args.idempotency_key, payment_id=args.payment_id, reason=args.reason)
     if args.amount is not None:
         request.amount.CopyFrom(_money(args))
-    return _call(args, lambda stub: stub.Refund(request, timeout=args.timeout), "refund")
+    return _call(args, "Refund", request, "refund")
 
 
 def cmd_payout(args: argparse.Namespace) -> int:
@@ -119,7 +182,7 @@ def cmd_payout(args: argparse.Namespace) -> int:
             address=res.PostalAddress(country=args.country, town=args.town, street=args.street,
                                       postcode=args.postcode),
         ))  # fmt: skip
-    return _call(args, lambda stub: stub.Payout(request, timeout=args.timeout), "payout")
+    return _call(args, "Payout", request, "payout")
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -129,10 +192,10 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if kind is IdKind.PAYMENT:
-        return _call(args, lambda s: s.GetPayment(svc.GetPaymentRequest(id=args.id), timeout=args.timeout), "payment")
+        return _call(args, "GetPayment", svc.GetPaymentRequest(id=args.id), "payment")
     if kind is IdKind.REFUND:
-        return _call(args, lambda s: s.GetRefund(svc.GetRefundRequest(id=args.id), timeout=args.timeout), "refund")
-    return _call(args, lambda s: s.GetPayout(svc.GetPayoutRequest(id=args.id), timeout=args.timeout), "payout")
+        return _call(args, "GetRefund", svc.GetRefundRequest(id=args.id), "refund")
+    return _call(args, "GetPayout", svc.GetPayoutRequest(id=args.id), "payout")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -140,12 +203,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     request = svc.ListPaymentsRequest(
         page_size=args.page_size, page_token=args.page_token, status=status, customer_id=args.customer_id
     )
-    with grpc.insecure_channel(_target(args)) as channel:
-        try:
-            response = payment_stub(channel).ListPayments(request, timeout=args.timeout)
-        except grpc.RpcError as error:
-            print(_describe_error(error), file=sys.stderr)
-            return 1
+    response = _invoke(args, "ListPayments", request)
+    if response is None:
+        return 1
     _print_resource(response)
     return 0
 
@@ -153,17 +213,35 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from server.bootstrap import serve
     from server.logs import configure_logging
+    from server.security.setup import check_startup
 
     configure_logging()
     env = dict(os.environ)
     if args.listen:
         env["PAYMENTS_LISTEN"] = args.listen
+    if args.insecure_listen:  # also in os.environ: server processes started from this one inherit it
+        env["PAYMENTS_ALLOW_INSECURE_LISTEN"] = os.environ["PAYMENTS_ALLOW_INSECURE_LISTEN"] = "1"
     try:
         settings = Settings.from_env(env)
+        check_startup(settings)  # refuses plaintext off loopback, unreadable TLS or token files: exit 2
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.workers > 1:
+        from server.bootstrap import serve_processes
+
+        try:
+            return serve_processes(settings, args.workers)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return asyncio.run(serve(settings))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from server.bench.run import main as bench_main
+
+    return bench_main(args.bench_args)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -200,6 +278,56 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return asyncio.run(run_worker(settings))
 
 
+def cmd_hash_token(args: argparse.Namespace) -> int:
+    """Prints the stored form of a bearer token for PAYMENTS_AUTH_TOKENS_FILE; the token itself is read
+    from stdin (never from the command line) or generated, and is printed only when generated."""
+    import getpass
+
+    from server.security.auth import CLIENT_ID, generate_token, hash_token, token_problem
+
+    if args.client_id is not None and not CLIENT_ID.match(args.client_id):
+        print(f"error: --client-id must match {CLIENT_ID.pattern}", file=sys.stderr)
+        return 2
+    if args.generate:
+        token = generate_token()
+    elif sys.stdin.isatty():
+        token = getpass.getpass("token (not echoed): ").strip()
+    else:
+        token = sys.stdin.readline().strip()
+    problem = token_problem(token)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    hashed = hash_token(token)
+    if args.generate:
+        print(token)  # shown once: give it to the client; the tokens file keeps only the hash
+    print(json.dumps({args.client_id: hashed}) if args.client_id is not None else hashed, flush=True)
+    return 0
+
+
+def cmd_dev_certs(args: argparse.Namespace) -> int:
+    """Writes a development CA, a server certificate and client certificates (never for production)."""
+    from server.security.devcerts import DEFAULT_CLIENTS, DEFAULT_HOSTS, DevCertError, generate_dev_certs
+
+    directory = Path(args.directory)
+    try:
+        made = generate_dev_certs(
+            directory, client_ids=args.client_id or DEFAULT_CLIENTS, hosts=args.host or DEFAULT_HOSTS,
+            days=args.days, overwrite=args.force,
+        )  # fmt: skip
+    except DevCertError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"development certificates in {directory} (valid {args.days} days; the keys are mode 0600)")
+    print("serve with mutual TLS:")
+    print(f"  PAYMENTS_TLS_CERT={made.server.cert} PAYMENTS_TLS_KEY={made.server.key} \\")
+    print(f"  PAYMENTS_TLS_CLIENT_CA={made.ca.cert} payments serve")
+    for client_id, pair in made.clients.items():
+        print(f"call as {client_id}:")
+        print(f"  payments list --ca {made.ca.cert} --cert {pair.cert} --key {pair.key}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from server.bootstrap import open_database_url
     from storage.migrator import migrate_dsn
@@ -217,6 +345,16 @@ def _client_parser(sub: Any, name: str, help_text: str) -> argparse.ArgumentPars
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
     parser.add_argument("--target", help="host:port of the service (default: $PAYMENTS_TARGET or 127.0.0.1:50051)")
     parser.add_argument("--timeout", type=float, default=30.0, help="RPC deadline in seconds")
+    tls = parser.add_argument_group("transport security and authentication")
+    tls.add_argument("--tls", action="store_true", help="use TLS, trusting the public roots unless --ca is given")
+    tls.add_argument("--ca", help="CA certificate (PEM) to trust; implies TLS (default: $PAYMENTS_TLS_CA)")
+    tls.add_argument("--cert", help="client certificate (PEM) for mutual TLS (default: $PAYMENTS_CLIENT_CERT)")
+    tls.add_argument("--key", help="its private key (PEM) (default: $PAYMENTS_CLIENT_KEY)")
+    tls.add_argument("--server-name", help="expected server name when it differs from the target host")
+    tls.add_argument("--token-file", help="file holding the bearer token")
+    tls.add_argument(
+        "--token", help="bearer token (visible in the process list: prefer $PAYMENTS_TOKEN or --token-file)"
+    )
     return parser
 
 
@@ -226,7 +364,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the gRPC service")
     serve.add_argument("--listen", help="host:port (default: $PAYMENTS_LISTEN or 127.0.0.1:50051)")
+    serve.add_argument(
+        "--insecure-listen", action="store_true",
+        help="allow plaintext or unauthenticated listening on a non-loopback address (trusted networks only; "
+        "same as PAYMENTS_ALLOW_INSECURE_LISTEN=1)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--workers", type=int, default=1,
+        help="server processes sharing the port (SO_REUSEPORT); one of them runs the background worker",
+    )  # fmt: skip
     serve.set_defaults(func=cmd_serve)
+    bench = sub.add_parser("bench", help="benchmark the service next to its floors (see `make bench`)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="options of server.bench.run")
+    bench.set_defaults(func=cmd_bench)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("worker", help="run only the recovery worker and status poller").set_defaults(func=cmd_worker)
     sandbox = sub.add_parser("sandbox", help="run the offline Stripe and bank sandboxes")
@@ -268,6 +418,23 @@ def build_parser() -> argparse.ArgumentParser:
     payout.add_argument("--instant", action="store_true", help="SEPA Instant")
     payout.add_argument("--reference", default="", help="remittance information")
     payout.set_defaults(func=cmd_payout)
+
+    hashing = sub.add_parser(
+        "hash-token", help="print the PAYMENTS_AUTH_TOKENS_FILE entry of a bearer token (read from stdin)"
+    )
+    hashing.add_argument("--client-id", help='print a JSON entry {"<client id>": "sha256:…"}')
+    hashing.add_argument("--generate", action="store_true", help="generate a new token and print it first")
+    hashing.set_defaults(func=cmd_hash_token)
+
+    certs = sub.add_parser("dev-certs", help="write a development CA, server and client certificates")
+    certs.add_argument("directory")
+    certs.add_argument("--client-id", action="append", help="client id of a client certificate (repeatable; "
+                       "default: client-a)")  # fmt: skip
+    certs.add_argument("--host", action="append", help="server name or IP (repeatable; default: localhost, "
+                       "127.0.0.1, ::1)")  # fmt: skip
+    certs.add_argument("--days", type=int, default=30)
+    certs.add_argument("--force", action="store_true", help="replace existing certificates")
+    certs.set_defaults(func=cmd_dev_certs)
 
     get = _client_parser(sub, "get", "show a payment, refund or payout by id")
     get.add_argument("id")

@@ -35,6 +35,15 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     listen: str = "127.0.0.1:50051"
@@ -54,6 +63,10 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    # JSON {client id: "sha256:<hex>" or a list of them}: callers authenticate with a bearer token.
+    auth_tokens_file: Path | None = None
+    # Plaintext (or unauthenticated) listening on a non-loopback address, for a trusted network only.
+    allow_insecure_listen: bool = False
     db_pool_size: int = 20
     shutdown_grace_seconds: float = 10.0
     psp_budget_seconds: float = 20.0
@@ -84,6 +97,8 @@ class Settings:
             tls_cert=path("PAYMENTS_TLS_CERT"),
             tls_key=path("PAYMENTS_TLS_KEY"),
             tls_client_ca=path("PAYMENTS_TLS_CLIENT_CA"),
+            auth_tokens_file=path("PAYMENTS_AUTH_TOKENS_FILE"),
+            allow_insecure_listen=_flag(env, "PAYMENTS_ALLOW_INSECURE_LISTEN"),
             db_pool_size=_int(env, "PAYMENTS_DB_POOL_SIZE", cls.db_pool_size),
             shutdown_grace_seconds=_float(env, "PAYMENTS_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
             psp_budget_seconds=_float(env, "PAYMENTS_PSP_BUDGET_SECONDS", cls.psp_budget_seconds),
@@ -104,6 +119,8 @@ class Settings:
             raise ConfigError("PAYMENTS_STRIPE_API_KEY must be a Stripe secret or restricted key (sk_… / rk_…)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("PAYMENTS_TLS_CERT and PAYMENTS_TLS_KEY must be set together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("PAYMENTS_TLS_CLIENT_CA (mutual TLS) needs PAYMENTS_TLS_CERT and PAYMENTS_TLS_KEY")
         if self.bank_api_base and not self.bank_api_token:
             raise ConfigError("PAYMENTS_BANK_API_BASE needs PAYMENTS_BANK_API_TOKEN")
         if self.db_pool_size < 1:
@@ -117,5 +134,11 @@ class Settings:
             "psp": self.psp,
             "stripe": ("configured" if self.stripe_api_key else "built-in sandbox") if self.psp == "stripe" else "off",
             "bank": ("configured" if self.bank_api_base else "built-in sandbox") if self.psp == "stripe" else "off",
-            "tls": "on" if self.tls_cert else "off",
+            "tls": ("mutual" if self.tls_client_ca else "on") if self.tls_cert else "off",
+            "auth": self.auth_mode(),
         }
+
+    def auth_mode(self) -> str:
+        """How callers are identified: client certificates, bearer tokens, both, or not at all."""
+        modes = [m for m, on in (("client-certificate", self.tls_client_ca), ("token", self.auth_tokens_file)) if on]
+        return "+".join(modes) if modes else "off (every caller is client 'default')"

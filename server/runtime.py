@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 Interceptor: TypeAlias = "grpc.aio.ServerInterceptor[Any, Any]"
 
 MAX_MESSAGE_BYTES = 1 << 20  # requests are small; a megabyte is generous and bounds memory
+# All metadata of one call (headers, authorization, traceparent …): larger is RESOURCE_EXHAUSTED.
+MAX_METADATA_BYTES = 16 * 1024
+# A connection must finish its (TLS) handshake within this, so idle half-open connections cannot pile up.
+HANDSHAKE_TIMEOUT_MS = 20_000
 
 
 class GrpcServer:
@@ -35,7 +39,9 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
-                ("grpc.max_metadata_size", 16 * 1024),
+                ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+                ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
+                ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
                 ("grpc.so_reuseport", 1),
             ],
         )
@@ -46,6 +52,7 @@ class GrpcServer:
         self.port = 0
 
     def bind(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
+        """Listens on `address`: TLS with `credentials` (see server.security.setup), else plaintext."""
         if credentials is None:
             self.port = self._server.add_insecure_port(address)
         else:

@@ -94,9 +94,9 @@ class PaymentServicer:
         rpc = request.rpc if isinstance(request, MalformedRequest) else type(request).__name__.removesuffix("Request")
         started = time.monotonic()
         try:
+            ctx = call_context(context, self._identifier.client_id(context))  # authentication comes first
             if isinstance(request, MalformedRequest):
                 raise InvalidRequest([FieldViolation("request", "is not a valid protobuf message", "MALFORMED")])
-            ctx = call_context(context, self._identifier.client_id(context))
             result = await work(ctx)
         except DomainError as exc:
             status = error_status(exc)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 
 import grpc
 import pytest
 
 from server.api.client import payment_stub
-from tests.support.processes import SharedSandboxServers, free_port, run_cli, start_cli_server, wait_serving
+from tests.support.processes import REPO, SharedSandboxServers, free_port, run_cli, start_cli_server, wait_serving
 from tests.support.requests import charge, error_reason
 
 
@@ -120,3 +123,28 @@ def test_cli_sepa_payout_is_paid_within_ten_seconds(database_url: str) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+def test_two_server_processes_share_one_port(database_url: str) -> None:
+    port = free_port()
+    environment = {**os.environ, "PAYMENTS_DATABASE_URL": database_url, "PAYMENTS_LISTEN": f"127.0.0.1:{port}"}
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--workers", "2"], cwd=REPO, env=environment,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_serving(f"127.0.0.1:{port}")
+        for i in range(20):  # new connections are spread over both processes by the kernel
+            assert run_cli("charge", "--amount", "1000", "--currency", "EUR", "--payment-method", "pm_card_visa",
+                           "--idempotency-key", f"w{i}", port=port).returncode == 0  # fmt: skip
+        children = _children_of(supervisor.pid)
+        assert len(children) == 2, children
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=30) == 0
+
+
+def _children_of(pid: int) -> list[int]:
+    import psutil
+
+    return [child.pid for child in psutil.Process(pid).children() if "server.cli" in " ".join(child.cmdline())]
