@@ -27,20 +27,11 @@ from server.config import Settings
 from server.runtime import MAX_MESSAGE_BYTES, MAX_METADATA_BYTES
 from tests.support.harness import ServerHarness
 from tests.support.postgres import PostgresForTests
-from tests.support.protofuzz import messages
+from tests.support.protofuzz import RPC_NAMES, any_request
 from tests.support.requests import charge, error_reason
 from tests.support.secure import Pki, SecureServer, bearer, client_credentials, make_pki
 
-RPCS: list[tuple[str, type[Message]]] = [
-    ("Charge", svc.ChargeRequest),
-    ("Refund", svc.RefundRequest),
-    ("Payout", svc.PayoutRequest),
-    ("GetPayment", svc.GetPaymentRequest),
-    ("GetRefund", svc.GetRefundRequest),
-    ("GetPayout", svc.GetPayoutRequest),
-    ("ListPayments", svc.ListPaymentsRequest),
-]
-ANY_REQUEST = st.one_of(*[st.tuples(st.just(name), messages(cls.DESCRIPTOR, cls)) for name, cls in RPCS])
+ANY_REQUEST = any_request()
 ANSWERS = {  # what a caller may get for anything it sends with valid credentials
     grpc.StatusCode.OK,
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -124,7 +115,7 @@ def assert_answer(rpc: str, code: grpc.StatusCode, error: grpc.RpcError | None, 
 
 def test_thousands_of_generated_requests_across_every_rpc(stub: PaymentStub, pki: Pki) -> None:
     metadata = bearer(pki.tokens["client-a"])
-    sent: dict[str, int] = {name: 0 for name, _ in RPCS}
+    sent: dict[str, int] = dict.fromkeys(RPC_NAMES, 0)
 
     @fuzz(GENERATED_REQUESTS // BATCH + 10)
     @given(batch=st.lists(ANY_REQUEST, min_size=BATCH, max_size=BATCH))
@@ -204,7 +195,7 @@ def test_undecodable_bytes_on_every_rpc(channel: grpc.Channel, pki: Pki) -> None
         name: channel.unary_unary(
             f"/payments.v1.PaymentService/{name}", request_serializer=None, response_deserializer=None
         )
-        for name, _ in RPCS
+        for name in RPC_NAMES
     }
     for name, call in raw.items():
         for payload in CRAFTED:

@@ -12,6 +12,8 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from hypothesis import strategies as st
 
+from payments.v1 import payment_service_pb2 as svc
+
 _INT_RANGES = {
     FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
     FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
@@ -98,3 +100,16 @@ def messages(descriptor: Any, message_type: type[Message], depth: int = 0) -> st
         return message
 
     return build()
+
+
+RPC_NAMES: list[str] = [m.name for m in svc.DESCRIPTOR.services_by_name["PaymentService"].methods]
+
+
+def any_request() -> st.SearchStrategy[tuple[str, Message]]:
+    """(RPC name, arbitrary request) for every RPC of payments.v1.PaymentService, read from the proto."""
+    service = svc.DESCRIPTOR.services_by_name["PaymentService"]
+    calls = []
+    for method in service.methods:
+        message_type: type[Message] = getattr(svc, method.input_type.name)
+        calls.append(st.tuples(st.just(method.name), messages(message_type.DESCRIPTOR, message_type)))
+    return st.one_of(*calls)
