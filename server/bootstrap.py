@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -119,6 +120,9 @@ class Core:
         policy = policy or WorkerPolicy(
             idle_seconds=settings.recovery_idle_seconds,
             reply_retention_seconds=settings.reply_retention_days * 86400.0,
+            psp_budget_seconds=settings.psp_budget_seconds,
+            # A key the worker held when its process died is resumable once the PSP budget has passed.
+            lease_seconds=settings.psp_budget_seconds + ExecutionPolicy().lease_margin_seconds,
         )
         return BackgroundWorker(
             self.operations, PostgresWorkerStore(self.db), self.reader, self.providers, policy, utc_now
@@ -157,9 +161,12 @@ class Service:
             return
         self._closed = True
         self._worker_stop.set()
+        grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
+        # Stop serving at once (health NOT_SERVING, no new RPCs) while the worker finishes its pass.
+        stopping: list[Awaitable[None]] = [self.server.stop(grace)]
         if self._worker_task is not None:
-            await self._worker_task
-        await self.server.stop(self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds)
+            stopping.append(self._worker_task)
+        await asyncio.gather(*stopping)
         await self.db.close()
         if self.owned_providers is not None:
             await self.owned_providers.close()

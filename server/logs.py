@@ -56,4 +56,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("pgserver").setLevel(logging.WARNING)  # chatty about every pg_ctl call
+    # Chatty libraries: pgserver about every pg_ctl call, stripe and httpx about every request (with URLs).
+    for chatty in ("pgserver", "stripe", "httpx"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -25,6 +25,11 @@ Connection = asyncpg.Connection  # re-exported for type hints in this package
 def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.exceptions.ConnectionDoesNotExistError)):
         return True
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # asyncpg lost track of the connection's protocol state: a query raced the server terminating
+        # the session (shutdown, pg_terminate_backend; MagicStack/asyncpg#1069). Retrying with the same
+        # idempotency key is safe whether or not the statement ran.
+        return True
     if isinstance(exc, TimeoutError):
         return True
     if isinstance(exc, asyncpg.PostgresError):
@@ -60,7 +65,11 @@ class Database:
     async def connection(self) -> AsyncIterator[Any]:
         try:
             async with self.pool.acquire() as conn:
-                yield conn
+                try:
+                    yield conn
+                except asyncpg.exceptions.InternalClientError:
+                    conn.terminate()  # its protocol state is unknown: never hand it out again
+                    raise
         except StorageUnavailable:
             raise
         except Exception as exc:

@@ -119,13 +119,18 @@ FIRST_POLL_DELAY = timedelta(seconds=1)
 
 
 def _transition_sql(rtype: ResourceType) -> str:
-    """UPDATE of one resource, conditional on its expected current status (a lost race updates 0 rows)."""
+    """UPDATE of one resource, conditional on its expected current status (a lost race updates 0 rows).
+
+    A transition that keeps the status (new facts from the PSP, such as a request id) continues the
+    poll schedule instead of restarting it: otherwise every lookup would reset the backoff.
+    """
     returning = "id, payment_id, amount_minor" if rtype is ResourceType.REFUND else "id"
     return f"""
         UPDATE {_TABLES[rtype]}
         SET status = $3, psp_reference = COALESCE($4, psp_reference), failure_code = $5,
             failure_message = $6, failure_decline_code = $7, updated_at = $8, last_actor = $9,
-            last_reason = $10, next_poll_at = $12, polls = 0{_EXTRA_SET[rtype]}
+            last_reason = $10, next_poll_at = CASE WHEN status = $3 THEN next_poll_at ELSE $12 END,
+            polls = CASE WHEN status = $3 THEN polls ELSE 0 END{_EXTRA_SET[rtype]}
         WHERE id = $1 AND client_id = $2 AND status = $11
         RETURNING {returning}
     """

@@ -28,7 +28,7 @@ from server.app.psp import Order, OutcomeKind, ProviderDirectory, PspOutcome, Ps
 from server.app.store import PollTarget, ResourceReader, StalledExecution, Transition, WorkerStore
 from server.domain.errors import DomainError
 from server.domain.ids import IdKind, format_id
-from server.domain.model import Payment, Payout, Refund
+from server.domain.model import Payment, Payout, Refund, SepaDestination
 from server.domain.states import PayoutStatus, ResourceType, awaits_psp
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class WorkerPolicy:
     max_poll_interval_seconds: float = 300.0
     poll_window_seconds: float = 7 * 86400  # then an in-progress resource needs reconciliation
     return_window_seconds: float = 14 * 86400  # SEPA returns come within days; paid payouts are watched this long
+    max_return_poll_interval_seconds: float = 3600.0  # a paid payout is looked at hourly at most for a return
     reply_retention_seconds: float = 30 * 86400  # stored reply bodies are pruned after this long
     prune_every_seconds: float = 60.0
 
@@ -197,13 +198,14 @@ class BackgroundWorker:
         transition = self._decide(resource, outcome, at)
         status = transition.to_status if transition else str(resource.status)
         next_poll: float | None = None
-        if awaits_psp(rtype, status):
-            paid = rtype is ResourceType.PAYOUT and status == PayoutStatus.PAID
+        paid = rtype is ResourceType.PAYOUT and status == PayoutStatus.PAID
+        # Only bank transfers come back after being paid; a Stripe transfer's lookup always says paid.
+        watch_returns = paid and isinstance(resource, Payout) and isinstance(resource.destination, SepaDestination)
+        if awaits_psp(rtype, status) and (watch_returns or not paid):
             window = self._policy.return_window_seconds if paid else self._policy.poll_window_seconds
             if target.age_seconds < window:
-                next_poll = min(
-                    self._policy.max_poll_interval_seconds, self._policy.first_poll_seconds * 2**target.polls
-                )
+                cap = self._policy.max_return_poll_interval_seconds if paid else self._policy.max_poll_interval_seconds
+                next_poll = min(cap, self._policy.first_poll_seconds * 2**target.polls)
             elif not paid:
                 transition = _reconcile(resource, at)
                 if transition is not None:

@@ -50,7 +50,7 @@ def start_cli_server(database_url: str, port: int, **env: str) -> subprocess.Pop
     }
     return subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve"], cwd=REPO, env=environment,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,  # stderr: warnings and errors only (server/logs.py)
     )  # fmt: skip
 
 
