@@ -138,6 +138,22 @@ def _transition_sql(rtype: ResourceType) -> str:
 
 _TRANSITION_SQL = {rtype: _transition_sql(rtype) for rtype in ResourceType}
 
+def _finish_with_transition_sql(rtype: ResourceType) -> str:
+    first_free = 13 if rtype is ResourceType.REFUND else 14  # after the transition's own parameters
+    key, code, body = (f"${first_free + i}" for i in range(3))
+    return f"""
+        WITH moved AS ({_TRANSITION_SQL[rtype]})
+        UPDATE idempotency_keys
+        SET recovery_point = 'finished', reply_code = {code}, reply_body = {body}, reply_stored_at = now(),
+            locked_until = NULL, lock_token = NULL, updated_at = now()
+        WHERE client_id = $2 AND idempotency_key = {key} AND recovery_point = 'started'
+          AND EXISTS (SELECT 1 FROM moved)
+        RETURNING 1
+    """
+
+
+_FINISH_WITH_TRANSITION = {rtype: _finish_with_transition_sql(rtype) for rtype in ResourceType}
+
 _SETTLE_REFUND = """
     UPDATE payments
     SET amount_refunded = amount_refunded + CASE WHEN $3 = 'apply' THEN $2::bigint ELSE 0 END,
@@ -298,15 +314,22 @@ class PostgresOperationStore:
 
     async def finish(self, lease: Lease, transition: Transition | None, reply: StoredReply) -> StoredReply:
         async with self._db.connection() as conn:
-            async with conn.transaction():
-                moved = await apply_transition(conn, transition) if transition else True
-                finished = (
-                    moved
-                    and (await conn.execute(_FINISH_KEY, lease.client_id, lease.key, reply.code, reply.body))
-                    == "UPDATE 1"
-                )
-                if finished:
+            if transition is not None and transition.refund_settlement is None:
+                # The common case in one statement (one round trip): the conditional transition and the
+                # key's completion, which only happens if the transition did.
+                args = [*_transition_args(transition), lease.key, reply.code, reply.body]
+                if await conn.fetchval(_FINISH_WITH_TRANSITION[transition.resource], *args) is not None:
                     return reply
+            else:
+                async with conn.transaction():
+                    moved = await apply_transition(conn, transition) if transition else True
+                    finished = (
+                        moved
+                        and (await conn.execute(_FINISH_KEY, lease.client_id, lease.key, reply.code, reply.body))
+                        == "UPDATE 1"
+                    )
+                    if finished:
+                        return reply
             # Someone else finished this execution first (a retry that took over, the recovery worker).
             row = await conn.fetchrow(_INSPECT, lease.client_id, lease.key)
         if row is not None and row["recovery_point"] == "finished" and row["reply_body"] is not None:

@@ -12,8 +12,9 @@ import asyncio
 import uuid
 from typing import Any
 
-import asyncpg
 import grpc
+
+from storage.database import create_pool
 
 ECHO = "/bench.Floor/Echo"
 TWO_TRANSACTIONS = "/bench.Floor/TwoTransactions"
@@ -53,7 +54,7 @@ async def serve(kind: str, port: int, dsn: str | None) -> None:
         method, handler = "Echo", echo
     else:
         assert dsn is not None
-        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=20)
+        pool = await create_pool(dsn, max_size=20)  # the service's own pool set-up: a fair floor
 
         async def work(request: bytes, context: object) -> bytes:
             await two_transactions(pool, request)

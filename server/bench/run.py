@@ -36,6 +36,7 @@ from server.bench.floors import ECHO, TABLE_SQL, TWO_TRANSACTIONS, two_transacti
 from server.bench.growth import seed
 from server.bench.load import Result, run_load
 from server.domain.idempotency import Operation, psp_idempotency_key
+from storage.database import create_pool
 from storage.embedded import EmbeddedPostgres
 from storage.migrator import migrate_dsn
 
@@ -156,7 +157,7 @@ class Bench:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 echo = channel.unary_unary(ECHO, None, None)
                 await self.both("floor.grpc-echo", lambda _: _done(echo(body)))
-        pool = await asyncpg.create_pool(self.dsn, min_size=2, max_size=20)
+        pool = await create_pool(self.dsn, max_size=20)
         await self.both("floor.2tx-asyncpg", lambda _: two_transactions(pool, body))
         await pool.close()
         with process(["-m", "server.bench.floors", "db", "--port", str(port := free_port()), "--dsn", self.dsn]):
