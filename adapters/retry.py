@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from opentelemetry import trace
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity import AsyncRetrying, retry_if_exception_type
 
 from server.app import telemetry
 from server.app.deadline import Deadline
@@ -112,62 +112,37 @@ class RetryingProvider:
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
         return await self._run("lookup", lambda d: self._inner.lookup(order, psp_reference, d), deadline)
 
-    def _wait(self, state: RetryCallState) -> float:
-        backoff = min(self._policy.max_backoff, self._policy.initial_backoff * 2 ** (state.attempt_number - 1))
+    def _delay(self, failed_attempts: int, error: BaseException | None) -> float:
+        """Full-jitter exponential backoff after `failed_attempts`, or the PSP's Retry-After if longer."""
+        policy = self._policy
+        backoff = min(policy.max_backoff, policy.initial_backoff * 2 ** (failed_attempts - 1))
         # Full jitter spreads the retries of many callers (not for security).
         wait = random.uniform(0.0, backoff)  # noqa: S311 - jitter, not security
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, PspUnavailableError) and exc.retry_after is not None:
-            wait = max(wait, exc.retry_after)
+        if isinstance(error, PspUnavailableError) and error.retry_after is not None:
+            wait = max(wait, error.retry_after)
         return wait
+
+    def _out_of_time(self, attempts_made: int, upcoming_wait: float, deadline: Deadline) -> bool:
+        """Stop when the attempts are used up or the wait would leave no useful time before the deadline."""
+        if attempts_made >= self._policy.max_attempts:
+            return True
+        left = deadline.remaining()
+        return left is not None and left - upcoming_wait < self._policy.min_useful_attempt
 
     async def _run(
         self, operation: str, attempt: Callable[[Deadline], Awaitable[PspOutcome]], deadline: Deadline
     ) -> PspOutcome:
-        policy = self._policy
-        possibly_executed = False
-        last: PspUnavailableError | None = None
-
-        def stop(state: RetryCallState) -> bool:
-            if state.attempt_number >= policy.max_attempts:
-                return True
-            left = deadline.remaining()
-            upcoming = state.upcoming_sleep or 0.0
-            return left is not None and left - upcoming < policy.min_useful_attempt
-
-        retrying = AsyncRetrying(
-            stop=stop,
-            wait=self._wait,
-            retry=retry_if_exception_type(PspUnavailableError),
-            sleep=self._sleep,
-            reraise=True,
-        )
         labels = {"psp": self.name, "psp.operation": operation}
         started = time.monotonic()
         outcome_label = "unavailable"
         with telemetry.span(f"psp.{operation}", {**labels}) as call_span:
             try:
-                async for attempt_state in retrying:
-                    with attempt_state:
-                        number = attempt_state.retry_state.attempt_number
-                        if number > 1:
-                            telemetry.psp_retries.add(1, labels)
-                        try:
-                            outcome = await self._attempt(operation, number, attempt, deadline)
-                            outcome_label = str(outcome.kind)
-                            return outcome
-                        except PspUnavailableError as exc:
-                            possibly_executed = possibly_executed or exc.possibly_executed
-                            last = exc
-                            raise
+                outcome = await self._with_retries(operation, attempt, deadline, labels)
+                outcome_label = str(outcome.kind)
+                return outcome
             except PspUnavailableError as exc:
-                outcome_label = "possibly_executed" if possibly_executed else "unavailable"
-                raise PspUnavailableError(
-                    f"{self.name} {operation}: no final answer after retries ({exc})",
-                    possibly_executed=possibly_executed,
-                    retry_after=exc.retry_after,
-                    request_id=exc.request_id,
-                ) from exc
+                outcome_label = "possibly_executed" if exc.possibly_executed else "unavailable"
+                raise
             except Exception:
                 outcome_label = "rejected"
                 raise
@@ -176,7 +151,55 @@ class RetryingProvider:
                 recorded = {**labels, "psp.outcome": outcome_label}
                 telemetry.psp_calls.add(1, recorded)
                 telemetry.psp_call_duration.record((time.monotonic() - started) * 1000, recorded)
-        raise AssertionError(f"unreachable: {last}")
+
+    async def _with_retries(
+        self,
+        operation: str,
+        attempt: Callable[[Deadline], Awaitable[PspOutcome]],
+        deadline: Deadline,
+        labels: dict[str, str],
+    ) -> PspOutcome:
+        """The first attempt runs directly (the common case costs no retry machinery); a failure hands the
+        remaining attempts to tenacity, after the first backoff."""
+        try:
+            return await self._attempt(operation, 1, attempt, deadline)
+        except PspUnavailableError as first:
+            failure = first
+        possibly_executed = failure.possibly_executed
+        delay = self._delay(1, failure)
+        if self._out_of_time(1, delay, deadline):
+            raise self._exhausted(operation, failure, possibly_executed) from failure
+        await self._sleep(delay)
+        retrying = AsyncRetrying(  # tenacity numbers its attempts from 1: ours are one more
+            stop=lambda state: self._out_of_time(state.attempt_number + 1, state.upcoming_sleep or 0.0, deadline),
+            wait=lambda state: self._delay(
+                state.attempt_number + 1, state.outcome.exception() if state.outcome else None
+            ),
+            retry=retry_if_exception_type(PspUnavailableError),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt_state in retrying:
+                with attempt_state:
+                    telemetry.psp_retries.add(1, labels)
+                    try:
+                        return await self._attempt(operation, attempt_state.retry_state.attempt_number + 1, attempt,
+                                                   deadline)  # fmt: skip
+                    except PspUnavailableError as exc:
+                        possibly_executed = possibly_executed or exc.possibly_executed
+                        raise
+        except PspUnavailableError as exc:
+            raise self._exhausted(operation, exc, possibly_executed) from exc
+        raise AssertionError("unreachable: tenacity returns or raises")
+
+    def _exhausted(self, operation: str, last: PspUnavailableError, possibly_executed: bool) -> PspUnavailableError:
+        return PspUnavailableError(
+            f"{self.name} {operation}: no final answer after retries ({last})",
+            possibly_executed=possibly_executed,
+            retry_after=last.retry_after,
+            request_id=last.request_id,
+        )
 
     async def _attempt(
         self,
