@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-import grpc
 import pytest
 
 from adapters.sandboxes.stripe_objects import CREATE_PAYMENT_INTENT
@@ -42,6 +41,7 @@ from tests.support.chaos import (
     unfinished_keys,
     until_final,
     wait_for,
+    worker_resuming_a_charge,
 )
 from tests.support.requests import charge
 
@@ -218,38 +218,18 @@ def test_sigkill_storm_keeps_every_charge_exactly_once(database_url: str, tmp_pa
 def test_a_key_the_killed_servers_worker_held_is_resumable_after_the_psp_budget(
     database_url: str, tmp_path: Path
 ) -> None:
-    sandbox = StripeSandbox().start()
-    sandbox.inject("http_500", count=5, method="POST")  # the client's charge runs out of attempts...
-    sandbox.inject("delay", count=1, method="POST", stall_seconds=1.5)  # ...the worker resumes it, slowly
-    server = ServeProcess(
-        database_url,
-        tmp_path / "serve.log",
-        PAYMENTS_STRIPE_API_BASE=sandbox.url,
-        PAYMENTS_STRIPE_API_KEY="sk_test_crash",
-        PAYMENTS_PSP_BUDGET_SECONDS="2",
-        PAYMENTS_RECOVERY_IDLE_SECONDS="0.2",
-    )
-    channel = client_channel(server.target)
-    stub = payment_stub(channel)
-    try:
-        server.start()
-        with pytest.raises(grpc.RpcError) as caught:
-            stub.Charge(charge("worker-held"), timeout=10)
-        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert wait_for(lambda: sandbox.is_in_flight(_psp_key("worker-held")), timeout=5), "no worker resume"
-        server.kill()  # while the worker's PSP call is under way
+    with worker_resuming_a_charge(
+        database_url, tmp_path / "serve.log", "worker-held", resume_seconds=1.5, PAYMENTS_PSP_BUDGET_SECONDS="2"
+    ) as resuming:
+        resuming.server.kill()  # while the worker's PSP call is under way
         killed = time.monotonic()
-        server.start()
+        resuming.server.start()
         # The worker's lease should run out like any execution's: PSP budget (2 s) + 2 s.
         reply, _ = until_final(
-            functools.partial(stub.Charge, charge("worker-held"), timeout=5, wait_for_ready=True),
+            functools.partial(resuming.stub.Charge, charge("worker-held"), timeout=5, wait_for_ready=True),
             allowed=CRASH_RETRYABLE, is_final=lambda r: r.payment.status in FINAL, budget_seconds=10,
             what="worker-held",
         )  # fmt: skip
         assert reply.payment.status == res.PAYMENT_STATUS_SUCCEEDED
         assert time.monotonic() - killed < 10
-        assert sandbox.executions_for_key(_psp_key("worker-held")) == 1
-    finally:
-        channel.close()
-        server.close()
-        sandbox.stop()
+        assert resuming.sandbox.executions_for_key(resuming.psp_key) == 1

@@ -23,7 +23,7 @@ from adapters.sandboxes.stripe_sandbox import StripeSandbox
 from payments.v1 import resources_pb2 as res
 from server.api.client import payment_stub
 from server.domain.idempotency import Operation, psp_idempotency_key
-from tests.support.chaos import ServeProcess, client_channel, wait_for
+from tests.support.chaos import ServeProcess, client_channel, wait_for, worker_resuming_a_charge
 from tests.support.requests import charge
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -144,40 +144,19 @@ def test_sigterm_drains_in_flight_rpcs_and_refuses_new_ones(database_url: str, t
 
 
 def test_sigterm_while_the_worker_waits_on_the_psp_stops_serving_at_once(database_url: str, tmp_path: Path) -> None:
-    sandbox = StripeSandbox().start()
-    sandbox.inject("http_500", count=5, method="POST")  # the client's charge runs out of attempts...
-    sandbox.inject("delay", count=1, method="POST", stall_seconds=5)  # ...and the worker's resume is slow
-    server = ServeProcess(
-        database_url,
-        tmp_path / "serve.log",
-        PAYMENTS_STRIPE_API_BASE=sandbox.url,
-        PAYMENTS_STRIPE_API_KEY="sk_test_shutdown",
-        PAYMENTS_SHUTDOWN_GRACE_SECONDS="2",
-        PAYMENTS_PSP_BUDGET_SECONDS="8",
-        PAYMENTS_RECOVERY_IDLE_SECONDS="0.2",
-    )
-    channel = client_channel(server.target)
-    stub = payment_stub(channel)
-    try:
-        server.start()
-        with pytest.raises(grpc.RpcError) as caught:
-            stub.Charge(charge("left-to-the-worker"), timeout=10)
-        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        held = psp_idempotency_key("default", "left-to-the-worker", Operation.CHARGE)
-        assert wait_for(lambda: sandbox.is_in_flight(held), timeout=5), "the worker never resumed the charge"
-        assert server.process is not None
-        server.process.send_signal(signal.SIGTERM)
+    with worker_resuming_a_charge(
+        database_url, tmp_path / "serve.log", "left-to-the-worker", resume_seconds=5,
+        PAYMENTS_SHUTDOWN_GRACE_SECONDS="2", PAYMENTS_PSP_BUDGET_SECONDS="8",
+    ) as resuming:  # fmt: skip
+        assert resuming.server.process is not None
+        resuming.server.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         # Draining has begun: health says so, and a new charge is refused instead of executed.
         try:
-            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+            health = health_pb2_grpc.HealthStub(resuming.channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
             assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
         except grpc.RpcError:
             pass  # already refusing: fine too
         with pytest.raises(grpc.RpcError) as refused:
-            stub.Charge(charge("after-sigterm"), timeout=5)
+            resuming.stub.Charge(charge("after-sigterm"), timeout=5)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-    finally:
-        channel.close()
-        server.close()
-        sandbox.stop()

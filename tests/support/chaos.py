@@ -22,18 +22,23 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 import grpc
+import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from adapters.sandboxes.stripe_sandbox import StripeSandbox
+from server.api.client import PaymentStub, payment_stub
+from server.domain.idempotency import Operation, psp_idempotency_key
 from server.domain.ids import IdKind, format_id
 from tests.support.processes import REPO, free_port, wait_serving
+from tests.support.requests import charge
 
 T = TypeVar("T")
 
@@ -116,11 +121,7 @@ class ServeProcess:
             text = self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return []
-        return [
-            line[:2000]
-            for line in text.splitlines()
-            if '"level": "ERROR"' in line or line.startswith("Traceback")
-        ]
+        return [line[:2000] for line in text.splitlines() if '"level": "ERROR"' in line or line.startswith("Traceback")]
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
@@ -415,3 +416,46 @@ class StoppablePostgres:
         # pgserver only knows the first postmaster; it is gone, so this just deletes the data folder.
         self._server.cleanup()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+@dataclass
+class WorkerResuming:
+    """A server whose background worker is resuming a charge at the PSP right now."""
+
+    sandbox: StripeSandbox
+    server: ServeProcess
+    channel: grpc.Channel
+    stub: PaymentStub
+    psp_key: str
+
+
+@contextlib.contextmanager
+def worker_resuming_a_charge(
+    database_url: str, log: Path, key: str, *, resume_seconds: float, **env: str
+) -> Iterator[WorkerResuming]:
+    """`payments serve` whose client gave up on a charge (every attempt got a 500) and whose worker is now
+    resuming it, slowly: the PSP holds the worker's request for `resume_seconds`."""
+    sandbox = StripeSandbox().start()
+    sandbox.inject("http_500", count=5, method="POST")  # the client's charge runs out of attempts...
+    sandbox.inject("delay", count=1, method="POST", stall_seconds=resume_seconds)  # ...the worker's resume is slow
+    settings = {
+        "PAYMENTS_STRIPE_API_BASE": sandbox.url,
+        "PAYMENTS_STRIPE_API_KEY": "sk_test_worker",
+        "PAYMENTS_RECOVERY_IDLE_SECONDS": "0.2",
+        **env,
+    }
+    server = ServeProcess(database_url, log, **settings)
+    channel = client_channel(server.target)
+    stub = payment_stub(channel)
+    try:
+        server.start()
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Charge(charge(key), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        held = psp_idempotency_key("default", key, Operation.CHARGE)
+        assert wait_for(lambda: sandbox.is_in_flight(held), timeout=5), "the worker never resumed the charge"
+        yield WorkerResuming(sandbox, server, channel, stub, held)
+    finally:
+        channel.close()
+        server.close()
+        sandbox.stop()
