@@ -60,7 +60,15 @@ def client_channel(target: str) -> grpc.Channel:
 class ServeProcess:
     """`python -m server.cli serve` on a fixed loopback port, restartable after a kill."""
 
-    def __init__(self, database_url: str, log_path: Path, *, port: int | None = None, **env: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        log_path: Path,
+        *,
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        **more_env: str,
+    ) -> None:
         self.port = port or free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -68,7 +76,8 @@ class ServeProcess:
             **os.environ,
             "PAYMENTS_DATABASE_URL": database_url,
             "PAYMENTS_LISTEN": self.target,
-            **env,
+            **(env or {}),
+            **more_env,
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -444,7 +453,7 @@ def worker_resuming_a_charge(
         "PAYMENTS_RECOVERY_IDLE_SECONDS": "0.2",
         **env,
     }
-    server = ServeProcess(database_url, log, **settings)
+    server = ServeProcess(database_url, log, env=settings)
     channel = client_channel(server.target)
     stub = payment_stub(channel)
     try:
