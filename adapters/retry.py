@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from opentelemetry import trace
 from tenacity import AsyncRetrying, retry_if_exception_type
 
 from server.app import telemetry
@@ -214,34 +213,32 @@ class RetryingProvider:
         attempt_deadline = Deadline.after(budget)
         report = "unavailable"
         request_id: str | None = None
-        attempt_span = telemetry.tracer.start_span("psp.attempt", attributes={"psp": self.name, "psp.attempt": number})
-        try:
-            with trace.use_span(attempt_span, end_on_exit=False):
+        with telemetry.span("psp.attempt", {"psp": self.name, "psp.attempt": number}) as attempt_span:
+            try:
                 async with asyncio.timeout(budget):
                     outcome = await attempt(attempt_deadline)
-            report = str(outcome.kind)
-            request_id = outcome.data.get("psp_request_id")
-            return outcome
-        except TimeoutError as exc:
-            report = "possibly_executed"
-            raise PspUnavailableError(
-                f"{self.name} {operation}: attempt timed out after {budget:.3f}s", possibly_executed=True
-            ) from exc
-        except PspUnavailableError as exc:
-            report = "possibly_executed" if exc.possibly_executed else "unavailable"
-            request_id = exc.request_id
-            raise
-        except Exception:
-            report = "rejected"
-            raise
-        finally:
-            elapsed = loop.time() - started
-            attempt_span.set_attribute("psp.outcome", report)
-            if request_id:
-                attempt_span.set_attribute("psp.request_id", request_id)
-            attempt_span.end()
-            for observer in self._observers:
-                observer(AttemptReport(self.name, operation, number, report, request_id, elapsed))
+                report = str(outcome.kind)
+                request_id = outcome.data.get("psp_request_id")
+                return outcome
+            except TimeoutError as exc:
+                report = "possibly_executed"
+                raise PspUnavailableError(
+                    f"{self.name} {operation}: attempt timed out after {budget:.3f}s", possibly_executed=True
+                ) from exc
+            except PspUnavailableError as exc:
+                report = "possibly_executed" if exc.possibly_executed else "unavailable"
+                request_id = exc.request_id
+                raise
+            except Exception:
+                report = "rejected"
+                raise
+            finally:
+                elapsed = loop.time() - started
+                attempt_span.set_attribute("psp.outcome", report)
+                if request_id:
+                    attempt_span.set_attribute("psp.request_id", request_id)
+                for observer in self._observers:
+                    observer(AttemptReport(self.name, operation, number, report, request_id, elapsed))
 
 
 def wrap(inner: AttemptProvider, policy: RetryPolicy | None = None) -> PaymentProvider:

@@ -24,6 +24,8 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
+from server.app import telemetry
+
 SERVICE_NAME = "payments-service"
 _instrumented = False
 
@@ -54,6 +56,7 @@ def configure_telemetry(
     if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return False
     if tracing_active():
+        telemetry.enable_tracing()
         return True
     endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     wanted = {n.strip() for n in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")}
@@ -75,6 +78,7 @@ def configure_telemetry(
     for processor in processors:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
+    telemetry.enable_tracing()
     readers: list[MetricReader] = [metric_reader] if metric_reader is not None else []
     if endpoint and env.get("OTEL_METRICS_EXPORTER", "otlp") == "otlp":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter

@@ -6,8 +6,7 @@ data, full IBANs, keys or tokens: only our ids, PSP names, codes and outcomes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Link, Span
@@ -39,6 +38,8 @@ _propagator = TraceContextTextMapPropagator()
 
 def current_traceparent() -> str | None:
     """The W3C traceparent of the current span, stored with an operation so later work can link to it."""
+    if not _tracing:
+        return None
     carrier: dict[str, str] = {}
     _propagator.inject(carrier)
     return carrier.get("traceparent")
@@ -55,14 +56,30 @@ def links_to(traceparent: str | None) -> list[Link]:
 
 def annotate(**attributes: str | bool | int) -> None:
     """Adds attributes to the current span (the gRPC server span inside an RPC)."""
+    if not _tracing:
+        return
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attributes(attributes)
 
 
-@contextmanager
+_tracing = False
+_NO_SPAN: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)
+
+
+def enable_tracing() -> None:
+    """Called once the SDK is installed; until then spans cost nothing on the hot path."""
+    global _tracing
+    _tracing = True
+
+
+def tracing_enabled() -> bool:
+    return _tracing
+
+
 def span(
     name: str, attributes: dict[str, str | bool | int] | None = None, links: list[Link] | None = None
-) -> Iterator[Span]:
-    with tracer.start_as_current_span(name, links=links, attributes=attributes) as current:
-        yield current
+) -> AbstractContextManager[Span]:
+    if not _tracing:
+        return _NO_SPAN
+    return tracer.start_as_current_span(name, links=links, attributes=attributes)
