@@ -9,6 +9,7 @@ operation can always be found again. The SDK's own retries are off: adapters.ret
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -107,13 +108,8 @@ class StripeAdapter:
         }
         if order.description:
             params["description"] = order.description
-        async with self._errors("charge") as guard:
-            intent = await self._client.v1.payment_intents.create_async(
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": order.psp_key},
-            )
-            return self._intent_outcome(intent)
-        return guard.outcome
+        create = self._client.v1.payment_intents.create_async
+        return await self._post("charge", create, params, order.psp_key, self._intent_outcome)
 
     async def refund(self, order: RefundOrder, deadline: Deadline) -> PspOutcome:
         if not order.payment_psp_reference:
@@ -124,13 +120,8 @@ class StripeAdapter:
             "metadata": _metadata(refund_id=order.refund_id, payment_id=order.payment_id,
                                   idempotency_key=order.idempotency_key, reason=order.reason[:500]),
         }  # fmt: skip
-        async with self._errors("refund") as guard:
-            refund = await self._client.v1.refunds.create_async(
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": order.psp_key},
-            )
-            return self._refund_outcome(refund)
-        return guard.outcome
+        return await self._post("refund", self._client.v1.refunds.create_async, params, order.psp_key,
+                                self._refund_outcome)  # fmt: skip
 
     async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome:
         destination = order.destination
@@ -146,13 +137,10 @@ class StripeAdapter:
         }  # fmt: skip
         if order.reference:
             params["description"] = order.reference
-        async with self._errors("payout") as guard:
-            transfer = await self._client.v1.transfers.create_async(
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": order.psp_key},
-            )
-            return PspOutcome(OutcomeKind.SUCCEEDED, transfer.id, data=self._data(transfer))
-        return guard.outcome
+        return await self._post(
+            "payout", self._client.v1.transfers.create_async, params, order.psp_key,
+            lambda transfer: PspOutcome(OutcomeKind.SUCCEEDED, transfer.id, data=self._data(transfer)),
+        )  # fmt: skip
 
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
         """Finds the operation by its Stripe id, else by our metadata; UNKNOWN if Stripe never saw it."""
@@ -182,6 +170,15 @@ class StripeAdapter:
             if transfers.data:
                 return PspOutcome(OutcomeKind.SUCCEEDED, transfers.data[0].id, data=self._data(transfers.data[0]))
             return PspOutcome(OutcomeKind.UNKNOWN)
+        return guard.outcome
+
+    async def _post(
+        self, operation: str, create: Callable[..., Awaitable[Any]], params: dict[str, Any], psp_key: str,
+        outcome: Callable[[Any], PspOutcome],
+    ) -> PspOutcome:  # fmt: skip
+        """One POST with the order's PSP idempotency key; declines become outcomes, other errors translate."""
+        async with self._errors(operation) as guard:
+            return outcome(await create(params=params, options={"idempotency_key": psp_key}))
         return guard.outcome
 
     # -- translation --------------------------------------------------------------------------

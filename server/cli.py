@@ -246,9 +246,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """Runs the offline PSP sandboxes on their own, for integration tests or a manual session."""
-    import signal
-    import threading
-
+    from adapters.sandboxes import run_until_signalled
     from adapters.sandboxes.bank_sandbox import BankSandbox
     from adapters.sandboxes.stripe_sandbox import StripeSandbox
 
@@ -256,12 +254,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     bank_sandbox = BankSandbox(args.host, args.bank_port).start()
     print(f"Stripe sandbox: {stripe_sandbox.url}  (PAYMENTS_STRIPE_API_BASE, any sk_test_ key)", flush=True)
     print(f"bank sandbox:   {bank_sandbox.url}  (PAYMENTS_BANK_API_BASE)", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    stripe_sandbox.stop()
-    bank_sandbox.stop()
+    run_until_signalled(stripe_sandbox, bank_sandbox)
     return 0
 
 

@@ -112,6 +112,7 @@ from adapters.bank.accounts import validate_iban
 from adapters.bank.errors import DocumentError, InvalidAccountError
 from adapters.bank.pain001 import INSTANT_MAX_AMOUNT_MINOR, SEPA_CURRENCY, PaymentInitiation, parse_pain001
 from adapters.bank.pain002 import PaymentStatusReport, TransactionStatus, build_pain002
+from adapters.sandboxes import run_until_signalled
 
 _log = logging.getLogger(__name__)
 
@@ -974,12 +975,7 @@ def serve_forever(
     """Run a bank sandbox in the foreground until interrupted (for ``payments sandbox``)."""
     sandbox = BankSandbox(host, port, step_delay=step_delay, stall_seconds=stall_seconds).start()
     print(f"bank sandbox listening on {sandbox.url}", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sandbox.stop()
+    run_until_signalled(sandbox)
 
 
 def main(argv: list[str] | None = None) -> None:

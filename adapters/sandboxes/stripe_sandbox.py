@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import parse_qsl, urlsplit
 
+from adapters.sandboxes import run_until_signalled
 from adapters.sandboxes.stripe_faults import (
     DEFAULT_RETRY_AFTER_SECONDS,
     DEFAULT_STALL_SECONDS,
@@ -730,12 +731,7 @@ def serve_forever(host: str = "127.0.0.1", port: int = 12111, *, settle_after_se
     """Run the sandbox in the foreground until interrupted (for ``payments sandbox``)."""
     sandbox = StripeSandbox(host, port, settle_after_seconds=settle_after_seconds).start()
     print(f"Stripe sandbox listening on {sandbox.url} (control API under {CONTROL_PREFIX})", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sandbox.stop()
+    run_until_signalled(sandbox)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
