@@ -19,7 +19,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,28 +111,12 @@ def service(dsn: str, **env: str) -> Iterator[str]:
         yield target
 
 
-class OtlpSink:
-    """Accepts OTLP exports and drops them: tracing on, with a real exporter and a real network hop."""
-
-    def __enter__(self) -> str:
-        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-
-        class Sink(trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer):
-            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
-                if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
-                    return trace_service_pb2.ExportTraceServiceResponse()
-                return metrics_service_pb2.ExportMetricsServiceResponse()
-
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Sink(), self._server)  # type: ignore[no-untyped-call]
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Sink(), self._server)  # type: ignore[no-untyped-call]
-        port = self._server.add_insecure_port("127.0.0.1:0")
-        self._server.start()
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.stop(0)
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[str]:
+    """A collector that accepts OTLP exports and drops them: tracing on, with a real exporter and network hop."""
+    with process(["-m", "server.bench.floors", "otlp-sink", "--port", str(port := free_port())]):
+        wait_ready(f"127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}"
 
 
 class Bench:
@@ -237,7 +220,10 @@ async def run(plan: Plan, dsn: str) -> Bench:
     with service(dsn, PAYMENTS_PSP="inprocess") as target:
         ids = await bench.charges("charge.inprocess", target)
         await bench.refunds_and_reads(target, ids)
-    with OtlpSink() as endpoint, service(dsn, PAYMENTS_PSP="inprocess", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint) as target:
+    with (
+        otlp_sink() as collector,
+        service(dsn, PAYMENTS_PSP="inprocess", OTEL_EXPORTER_OTLP_ENDPOINT=collector) as target,
+    ):
         await bench.charges("charge.inprocess+tracing", target)
     print("service, Stripe sandbox over HTTP", flush=True)
     sandbox = StripeSandbox().start()

@@ -128,3 +128,32 @@ async def test_pruning_drops_old_reply_bodies_only(database_url: str) -> None:
         assert await store.begin_charge(claim("new"), draft()) == Done(StoredReply(0, b"reply"), replayed=True)
     finally:
         await db.close()
+
+
+# What a status transition writes (storage/operations_store.py, _transition_sql), besides next_poll_at,
+# which only changes when a resource starts or stops awaiting the PSP.
+TRANSITION_COLUMNS = {
+    "status", "psp_reference", "failure_code", "failure_message", "failure_decline_code", "updated_at",
+    "last_actor", "last_reason", "polls", "amount_captured", "amount_refunded", "amount_reserved", "psp_data",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("table", ["payments", "refunds", "payouts"])
+async def test_a_status_change_can_be_a_hot_update(database_url: str, table: str) -> None:
+    """No index covers (as a key, an expression or a predicate) a column a completion writes, and pages
+    keep free room: so a completion adds no index entries (docs/performance.md)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        indexes = await conn.fetch(
+            "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition"
+            " FROM pg_index i WHERE i.indrelid = $1::regclass",
+            table,
+        )  # fmt: skip
+        options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = $1::regclass", table)
+    finally:
+        await conn.close()
+    assert indexes, "the table has its indexes"
+    for index in indexes:
+        words = set(index["definition"].replace("(", " ").replace(")", " ").replace(",", " ").split())
+        assert not words & TRANSITION_COLUMNS, f"{index['name']} covers a column a status change writes"
+    assert "fillfactor=80" in (options or [])
