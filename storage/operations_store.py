@@ -71,6 +71,13 @@ _CLAIM_PAYOUT = f"""
     RETURNING id
 """
 
+# Statements that change one key find it by primary key. They test `recovery_point <> 'finished'`, not
+# `= 'started'` (the same thing under the CHECK constraint): that way the planner cannot prove the
+# predicate of idempotency_keys_stalled and pick that partial index instead. A plan cached while the
+# tables were tiny did exactly that, and then scanned every dead entry the index gathers between
+# vacuums on each completion: a cost growing with the table (docs/performance.md).
+UNFINISHED = "recovery_point <> 'finished'"
+
 _INSPECT = """
     SELECT operation, fingerprint, resource_id, recovery_point, reply_code, reply_body, lock_token,
            COALESCE(EXTRACT(EPOCH FROM locked_until - now()), 0)::float8 AS lease_left
@@ -78,11 +85,11 @@ _INSPECT = """
 """
 
 # Takes over a key whose execution stopped at a recovery point: only one contender can win the CAS.
-_TAKE_OVER = """
+_TAKE_OVER = f"""
     UPDATE idempotency_keys
     SET locked_until = now() + make_interval(secs => $3), lock_token = $4, executions = executions + 1,
         updated_at = now()
-    WHERE client_id = $1 AND idempotency_key = $2 AND recovery_point = 'started'
+    WHERE client_id = $1 AND idempotency_key = $2 AND {UNFINISHED}
       AND lock_token IS NOT DISTINCT FROM $5 AND (locked_until IS NULL OR locked_until <= now())
     RETURNING 1
 """
@@ -94,11 +101,11 @@ _STORE_ERROR = """
     WHERE client_id = $1 AND idempotency_key = $2
 """
 
-_FINISH_KEY = """
+_FINISH_KEY = f"""
     UPDATE idempotency_keys
     SET recovery_point = 'finished', reply_code = $3, reply_body = $4, reply_stored_at = now(),
         locked_until = NULL, lock_token = NULL, updated_at = now()
-    WHERE client_id = $1 AND idempotency_key = $2 AND recovery_point = 'started'
+    WHERE client_id = $1 AND idempotency_key = $2 AND {UNFINISHED}
 """
 
 _RELEASE_KEY = """
@@ -138,6 +145,7 @@ def _transition_sql(rtype: ResourceType) -> str:
 
 _TRANSITION_SQL = {rtype: _transition_sql(rtype) for rtype in ResourceType}
 
+
 def _finish_with_transition_sql(rtype: ResourceType) -> str:
     first_free = 13 if rtype is ResourceType.REFUND else 14  # after the transition's own parameters
     key, code, body = (f"${first_free + i}" for i in range(3))
@@ -146,7 +154,7 @@ def _finish_with_transition_sql(rtype: ResourceType) -> str:
         UPDATE idempotency_keys
         SET recovery_point = 'finished', reply_code = {code}, reply_body = {body}, reply_stored_at = now(),
             locked_until = NULL, lock_token = NULL, updated_at = now()
-        WHERE client_id = $2 AND idempotency_key = {key} AND recovery_point = 'started'
+        WHERE client_id = $2 AND idempotency_key = {key} AND {UNFINISHED}
           AND EXISTS (SELECT 1 FROM moved)
         RETURNING 1
     """

@@ -128,9 +128,7 @@ def test_accepted_file_progresses_actc_accp_acsc(sandbox: BankSandbox, client: h
     assert sandbox.executions() == 1
 
 
-def test_statuses_progress_in_real_time_with_a_short_step_delay(
-    sandbox: BankSandbox, client: httpx.Client
-) -> None:
+def test_statuses_progress_in_real_time_with_a_short_step_delay(sandbox: BankSandbox, client: httpx.Client) -> None:
     sandbox.set_step_delay(0.1)
     body, e2e = payment_file()
     submit(client, body)
@@ -205,9 +203,7 @@ def test_return_after_settlement(sandbox: BankSandbox, client: httpx.Client) -> 
     assert entry.outcome == "returned"
 
 
-@pytest.mark.parametrize(
-    "iban", [TEST_IBAN_ACCEPT, TEST_IBAN_AC01, TEST_IBAN_AC04, TEST_IBAN_AM04, TEST_IBAN_RETURNED]
-)
+@pytest.mark.parametrize("iban", [TEST_IBAN_ACCEPT, TEST_IBAN_AC01, TEST_IBAN_AC04, TEST_IBAN_AM04, TEST_IBAN_RETURNED])
 def test_test_ibans_have_valid_checksums(iban: str) -> None:
     from adapters.bank.accounts import validate_iban
 
@@ -255,9 +251,7 @@ def test_control_totals_must_match(client: httpx.Client) -> None:
     assert response.json()["error"]["code"] == "control_totals_mismatch"
 
 
-def test_duplicate_end_to_end_id_is_rejected_and_executed_once(
-    sandbox: BankSandbox, client: httpx.Client
-) -> None:
+def test_duplicate_end_to_end_id_is_rejected_and_executed_once(sandbox: BankSandbox, client: httpx.Client) -> None:
     body, e2e = payment_file()
     first = submit(client, body, key="first")
     second = submit(client, body, key="second")  # a blind resend under a new key
@@ -360,9 +354,7 @@ def test_auth_and_idempotency_key_are_required(sandbox: BankSandbox) -> None:
 # ------------------------------------------------------------------------------------------ faults
 
 
-def test_drop_after_work_then_retry_with_same_key_executes_once(
-    sandbox: BankSandbox, client: httpx.Client
-) -> None:
+def test_drop_after_work_then_retry_with_same_key_executes_once(sandbox: BankSandbox, client: httpx.Client) -> None:
     body, e2e = payment_file()
     sandbox.inject("drop_after_work")
     with pytest.raises(httpx.TransportError):
@@ -397,9 +389,7 @@ def test_http_429_carries_retry_after(sandbox: BankSandbox, client: httpx.Client
     assert sandbox.executions() == 0
 
 
-def test_stall_outlives_the_client_timeout_and_does_no_work(
-    sandbox: BankSandbox, client: httpx.Client
-) -> None:
+def test_stall_outlives_the_client_timeout_and_does_no_work(sandbox: BankSandbox, client: httpx.Client) -> None:
     body, e2e = payment_file()
     sandbox.inject("stall")
     started = time.monotonic()
@@ -448,9 +438,7 @@ def test_probabilistic_faults_are_reproducible_with_a_seed() -> None:
     assert set(first) == {404, 500, 429}
 
 
-def test_fault_rate_one_faults_everything_and_zero_turns_it_off(
-    sandbox: BankSandbox, client: httpx.Client
-) -> None:
+def test_fault_rate_one_faults_everything_and_zero_turns_it_off(sandbox: BankSandbox, client: httpx.Client) -> None:
     sandbox.set_fault_rate(1.0, {"http_500": 1})
     assert client.get("/v1/payment-status/E-x").status_code == 500
     sandbox.set_fault_rate(0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -14,7 +15,7 @@ from server.domain.errors import IdempotencyKeyReused
 from server.domain.idempotency import Operation
 from server.domain.model import Payment
 from server.domain.money import Money
-from server.domain.states import PaymentStatus
+from server.domain.states import PaymentStatus, ResourceType
 from storage.database import Database, create_pool
 from storage.migrator import migrate_dsn
 from storage.operations_store import PostgresOperationStore
@@ -157,3 +158,28 @@ async def test_a_status_change_can_be_a_hot_update(database_url: str, table: str
         words = set(index["definition"].replace("(", " ").replace(")", " ").replace(",", " ").split())
         assert not words & TRANSITION_COLUMNS, f"{index['name']} covers a column a status change writes"
     assert "fillfactor=80" in (options or [])
+
+
+@pytest.mark.parametrize("statement", ["_FINISH_KEY", "_TAKE_OVER", "_FINISH_WITH_TRANSITION"])
+async def test_key_updates_find_the_key_by_primary_key(database_url: str, statement: str) -> None:
+    """Not through the partial index of stalled keys, which a plan made on near-empty tables would pick
+    and which gathers dead entries between vacuums: a completion's cost would grow with the table."""
+    from storage import operations_store
+
+    sql = getattr(operations_store, statement)
+    if isinstance(sql, dict):
+        sql = sql[ResourceType.PAYMENT]
+    db = Database(await create_pool(database_url))
+    try:
+        await PostgresOperationStore(db).begin_charge(claim(f"plan-{statement}"), draft())
+        async with db.connection() as conn, conn.transaction():
+            count = max(int(n) for n in re.findall(r"\$(\d+)", sql))
+            await conn.execute(f"PREPARE key_update AS {sql}")
+            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")  # the plan a pool caches
+            rows = await conn.fetch(f"EXPLAIN EXECUTE key_update({', '.join(['NULL'] * count)})")
+            await conn.execute("DEALLOCATE key_update")
+            plan = "\n".join(r[0] for r in rows)
+    finally:
+        await db.close()
+    assert "idempotency_keys_pkey" in plan, plan
+    assert "idempotency_keys_stalled" not in plan, plan

@@ -72,9 +72,9 @@ def _stripe_client(
     )
 
 
-def _charge(payment_method: str = "pm_card_visa", amount: int = 1000, payment_id: str = "pay_1") -> (
-    PaymentIntentCreateParams
-):
+def _charge(
+    payment_method: str = "pm_card_visa", amount: int = 1000, payment_id: str = "pay_1"
+) -> PaymentIntentCreateParams:
     return {
         "amount": amount,
         "currency": "eur",
@@ -116,9 +116,7 @@ async def test_confirmed_intent_succeeds(client: stripe.StripeClient, payment_me
     intent = await client.v1.payment_intents.create_async(params=params, options={"idempotency_key": "k-ok"})
 
     assert intent.id.startswith("pi_")
-    assert (intent.status, intent.amount, intent.amount_received, intent.currency) == (
-        "succeeded", 1000, 1000, "eur"
-    )
+    assert (intent.status, intent.amount, intent.amount_received, intent.currency) == ("succeeded", 1000, 1000, "eur")
     assert intent.metadata["payment_id"] == "pay_1"
     assert isinstance(intent.latest_charge, str)
     assert intent.latest_charge.startswith("ch_")
@@ -417,9 +415,7 @@ async def test_lock_timeout_and_409_ask_for_a_retry(sandbox: StripeSandbox, raw:
     assert (await raw.get("/v1/refunds", headers=AUTH)).status_code == 200
 
 
-async def test_reset_is_a_connection_error_without_work(
-    sandbox: StripeSandbox, client: stripe.StripeClient
-) -> None:
+async def test_reset_is_a_connection_error_without_work(sandbox: StripeSandbox, client: stripe.StripeClient) -> None:
     sandbox.inject("reset", method="POST")
     with pytest.raises(stripe.APIConnectionError):
         await _pay(client, "k-reset")
@@ -586,7 +582,7 @@ async def test_search_by_metadata(client: stripe.StripeClient) -> None:
     assert found["object"] == "search_result"
     assert not found.has_more
     assert len(found.data) == 2
-    narrowed = await search(params={"query": "metadata[\"payment_id\"]:\"pay_A\" AND status:'succeeded'"})
+    narrowed = await search(params={"query": 'metadata["payment_id"]:"pay_A" AND status:\'succeeded\''})
     assert [i.id for i in narrowed.data] == [wanted.id]
     with pytest.raises(stripe.InvalidRequestError) as raised:
         await search(params={"query": "metadata['payment_id'] = 'pay_A'"})
@@ -604,9 +600,7 @@ async def test_request_log_and_counters_show_keys_and_traceparent(
             params=_charge(), options={"idempotency_key": "k-trace", "headers": {"traceparent": TRACEPARENT}}
         )
     record = sandbox.requests()[-1]
-    assert (record.method, record.path, record.status, record.executed) == (
-        "POST", "/v1/payment_intents", 200, True
-    )
+    assert (record.method, record.path, record.status, record.executed) == ("POST", "/v1/payment_intents", 200, True)
     assert record.idempotency_key == "k-trace"
     assert record.operation == CREATE_PAYMENT_INTENT
     assert record.headers["traceparent"] == TRACEPARENT
