@@ -325,9 +325,7 @@ class _BankState:
         if count < 1:
             raise ValueError("count must be at least 1")
         with self._lock:
-            self._faults.append(
-                _FaultRule(kind, count, method.upper() if method else None, path_prefix, retry_after)
-            )
+            self._faults.append(_FaultRule(kind, count, method.upper() if method else None, path_prefix, retry_after))
 
     def set_fault_rate(
         self,
@@ -495,9 +493,7 @@ class _BankState:
 
     # --------------------------------------------------------------------------------- status
 
-    def _status_locked(
-        self, tx: _Transaction, *, at_arrival: bool = False
-    ) -> tuple[str, str | None, str | None]:
+    def _status_locked(self, tx: _Transaction, *, at_arrival: bool = False) -> tuple[str, str | None, str | None]:
         """(status, reason code, additional info) of ``tx`` now (or as it was on arrival)."""
         if tx.outcome is None:
             code, info = tx.rejection or ("NARR", "Rejected")
@@ -698,9 +694,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         def log(status: int | None, replayed: bool = False) -> None:
             state.record(
-                RequestRecord(
-                    method, path, key, headers, status, replayed, fault.kind if fault else None, received
-                )
+                RequestRecord(method, path, key, headers, status, replayed, fault.kind if fault else None, received)
             )
 
         if fault is not None and fault.kind in ("http_500", "http_429", "stall", "reset"):

@@ -219,10 +219,7 @@ class IdempotencyStore:
     def in_flight(self, idempotency_key: str) -> bool:
         """Whether a request with this key (under any API key) is executing right now."""
         with self._lock:
-            return any(
-                key == idempotency_key and entry.response is None
-                for (_, key), entry in self._entries.items()
-            )
+            return any(key == idempotency_key and entry.response is None for (_, key), entry in self._entries.items())
 
     def clear(self) -> None:
         """Forget every key."""

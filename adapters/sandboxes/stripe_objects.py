@@ -59,31 +59,77 @@ CREATE_TRANSFER = "transfers.create"
 
 _CONFIRM_PARAMS = frozenset(
     (
-        "allowed_payment_method_types", "amount_details", "capture_method", "confirmation_token",
-        "error_on_requires_action", "excluded_payment_method_types", "expand", "hooks", "mandate",
-        "mandate_data", "off_session", "payment_details", "payment_method", "payment_method_data",
-        "payment_method_options", "radar_options", "receipt_email", "return_url", "setup_future_usage",
-        "shipping", "use_stripe_sdk"
+        "allowed_payment_method_types",
+        "amount_details",
+        "capture_method",
+        "confirmation_token",
+        "error_on_requires_action",
+        "excluded_payment_method_types",
+        "expand",
+        "hooks",
+        "mandate",
+        "mandate_data",
+        "off_session",
+        "payment_details",
+        "payment_method",
+        "payment_method_data",
+        "payment_method_options",
+        "radar_options",
+        "receipt_email",
+        "return_url",
+        "setup_future_usage",
+        "shipping",
+        "use_stripe_sdk",
     )
 )
 _CREATE_INTENT_PARAMS = _CONFIRM_PARAMS | frozenset(
     (
-        "amount", "application_fee_amount", "automatic_payment_methods", "confirm", "confirmation_method",
-        "currency", "customer", "customer_account", "description", "metadata", "on_behalf_of",
-        "payment_method_configuration", "payment_method_types", "statement_descriptor",
-        "statement_descriptor_suffix", "transfer_data", "transfer_group"
+        "amount",
+        "application_fee_amount",
+        "automatic_payment_methods",
+        "confirm",
+        "confirmation_method",
+        "currency",
+        "customer",
+        "customer_account",
+        "description",
+        "metadata",
+        "on_behalf_of",
+        "payment_method_configuration",
+        "payment_method_types",
+        "statement_descriptor",
+        "statement_descriptor_suffix",
+        "transfer_data",
+        "transfer_group",
     )
 )
 _REFUND_PARAMS = frozenset(
     (
-        "amount", "charge", "currency", "customer", "expand", "instructions_email", "metadata", "origin",
-        "payment_intent", "reason", "refund_application_fee", "reverse_transfer"
+        "amount",
+        "charge",
+        "currency",
+        "customer",
+        "expand",
+        "instructions_email",
+        "metadata",
+        "origin",
+        "payment_intent",
+        "reason",
+        "refund_application_fee",
+        "reverse_transfer",
     )
 )
 _TRANSFER_PARAMS = frozenset(
     (
-        "amount", "currency", "description", "destination", "expand", "metadata", "source_transaction",
-        "source_type", "transfer_group"
+        "amount",
+        "currency",
+        "description",
+        "destination",
+        "expand",
+        "metadata",
+        "source_transaction",
+        "source_type",
+        "transfer_group",
     )
 )
 _PAGE_PARAMS = frozenset({"limit", "starting_after", "ending_before", "expand"})
@@ -261,9 +307,7 @@ class StripeLedger:
             self._available.clear()
             self._settlements.clear()
 
-    def _bind(
-        self, handler: Callable[[Params, str], ApiResponse], path_id: str
-    ) -> Callable[[Params], ApiResponse]:
+    def _bind(self, handler: Callable[[Params, str], ApiResponse], path_id: str) -> Callable[[Params], ApiResponse]:
         def call(params: Params) -> ApiResponse:
             with self._lock:
                 self._settle_due()
@@ -672,9 +716,7 @@ class StripeLedger:
         intent_id = string_param(params, "payment_intent")
         charge_id = string_param(params, "charge")
         refunds = [
-            r
-            for r in self._refunds.values()
-            if intent_id in (None, r.payment_intent) and charge_id in (None, r.charge)
+            r for r in self._refunds.values() if intent_id in (None, r.payment_intent) and charge_id in (None, r.charge)
         ]
         return _list_page("/v1/refunds", refunds, params, _render_refund)
 
@@ -945,4 +987,3 @@ def _list_page(url: str, items: Iterable[T], params: Params, render: Callable[[T
     data: list[JsonValue] = [render(item) for item in page]
     body: JsonDict = {"object": "list", "data": data, "has_more": has_more, "url": url}
     return ApiResponse(200, body, stored=False)
-

@@ -150,9 +150,7 @@ class _StripeApi:
             return self._result(request, invalid_request(message).response())
         return self._execute_once(request, route, (api_key, key), delay_seconds)
 
-    def _execute_once(
-        self, request: _Request, route: Route, scope: tuple[str, str], delay_seconds: float
-    ) -> _Result:
+    def _execute_once(self, request: _Request, route: Route, scope: tuple[str, str], delay_seconds: float) -> _Result:
         endpoint = f"{request.method} {request.path}"
         fingerprint = json.dumps(sorted(parse_qsl(request.body, keep_blank_values=True)))
         claim = self._state.idempotency.claim(scope, endpoint, fingerprint)
@@ -257,12 +255,8 @@ def _idempotency_refusal(outcome: ClaimOutcome, key: str, endpoint: str, first_e
     return ApiResponse(400, {"error": error_body("idempotency_error", message)}, stored=False)
 
 
-_ANSWERING_FAULTS = frozenset(
-    {FaultKind.HTTP_500, FaultKind.HTTP_429, FaultKind.LOCK_TIMEOUT, FaultKind.HTTP_409}
-)
-_RATE_LIMITED = (
-    "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."
-)
+_ANSWERING_FAULTS = frozenset({FaultKind.HTTP_500, FaultKind.HTTP_429, FaultKind.LOCK_TIMEOUT, FaultKind.HTTP_409})
+_RATE_LIMITED = "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."
 _LOCK_TIMEOUT = (
     "This object cannot be accessed right now because another API request or Stripe process is "
     "currently accessing it. If you see this error intermittently, retry the request."
@@ -287,9 +281,7 @@ def _fault_reply(fault: Fault, request: _Request) -> _Reply:
     return _Reply(status, _json_bytes({"error": error}), headers)
 
 
-def _make_fault(
-    kind: FaultKind | str, *, retry_after: int | None = None, stall_seconds: float | None = None
-) -> Fault:
+def _make_fault(kind: FaultKind | str, *, retry_after: int | None = None, stall_seconds: float | None = None) -> Fault:
     """Validate fault settings from Python or JSON; raises ValueError for nonsense."""
     if retry_after is not None and retry_after < 0:
         raise ValueError("retry_after must be zero or more seconds")
@@ -364,9 +356,7 @@ class _Control:
             rate = _json_number(settings, "rate") or 0.0
             self._state.faults.set_rate(rate, fault_kinds, _json_int(settings, "seed"), template)
             return
-        fault = _make_fault(
-            _json_str(settings, "kind") or "", retry_after=retry_after, stall_seconds=stall_seconds
-        )
+        fault = _make_fault(_json_str(settings, "kind") or "", retry_after=retry_after, stall_seconds=stall_seconds)
         method, prefix = _json_str(settings, "method"), _json_str(settings, "path_prefix")
         count = _json_int(settings, "count")
         self._state.faults.inject(fault, 1 if count is None else count, method=method, path_prefix=prefix)

@@ -95,9 +95,7 @@ def invalid_request(
 
 def resource_missing(object_name: str, object_id: str, *, param: str, status: int = 404) -> StripeApiError:
     """Stripe's ``No such <object>: '<id>'`` answer."""
-    return invalid_request(
-        f"No such {object_name}: '{object_id}'", param=param, code="resource_missing", status=status
-    )
+    return invalid_request(f"No such {object_name}: '{object_id}'", param=param, code="resource_missing", status=status)
 
 
 def missing_param(name: str) -> StripeApiError:
@@ -154,9 +152,7 @@ def reject_unknown(params: Mapping[str, ParamValue], allowed: frozenset[str]) ->
     """Stripe refuses parameters it does not know; silently ignoring them would hide adapter bugs."""
     for name in params:
         if name not in allowed:
-            raise invalid_request(
-                f"Received unknown parameter: {name}", param=name, code="parameter_unknown"
-            )
+            raise invalid_request(f"Received unknown parameter: {name}", param=name, code="parameter_unknown")
 
 
 def string_param(params: Mapping[str, ParamValue], name: str, *, required: bool = False) -> str | None:
@@ -299,26 +295,120 @@ def metadata_param(params: Mapping[str, ParamValue]) -> dict[str, str]:
 # -------------------------------------------------------------------------------------- currencies
 
 ZERO_DECIMAL_CURRENCIES = frozenset(
-    (
-        "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf",
-        "xof", "xpf"
-    )
+    ("bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf")
 )
-THREE_DECIMAL_CURRENCIES = frozenset(
-    (
-        "bhd", "jod", "kwd", "omr", "tnd"
-    )
-)
+THREE_DECIMAL_CURRENCIES = frozenset(("bhd", "jod", "kwd", "omr", "tnd"))
 _OTHER_CURRENCIES = frozenset(
     (
-        "aed", "all", "amd", "ang", "aud", "azn", "bam", "bbd", "bdt", "bgn", "bmd", "bnd", "bob", "brl",
-        "bsd", "bwp", "bzd", "cad", "chf", "cny", "cop", "crc", "cve", "czk", "dkk", "dop", "dzd", "egp",
-        "etb", "eur", "fjd", "gbp", "gel", "gip", "gmd", "gtq", "gyd", "hkd", "hnl", "htg", "huf", "idr",
-        "ils", "inr", "isk", "jmd", "kes", "kgs", "khr", "kyd", "kzt", "lak", "lbp", "lkr", "lrd", "lsl",
-        "mad", "mdl", "mkd", "mmk", "mnt", "mop", "mur", "mvr", "mwk", "mxn", "myr", "mzn", "nad", "ngn",
-        "nio", "nok", "npr", "nzd", "pab", "pen", "pgk", "php", "pkr", "pln", "qar", "ron", "rsd", "rub",
-        "sar", "sbd", "scr", "sek", "sgd", "sle", "sos", "srd", "szl", "thb", "tjs", "top", "try", "ttd",
-        "twd", "tzs", "uah", "usd", "uyu", "uzs", "wst", "xcd", "yer", "zar", "zmw"
+        "aed",
+        "all",
+        "amd",
+        "ang",
+        "aud",
+        "azn",
+        "bam",
+        "bbd",
+        "bdt",
+        "bgn",
+        "bmd",
+        "bnd",
+        "bob",
+        "brl",
+        "bsd",
+        "bwp",
+        "bzd",
+        "cad",
+        "chf",
+        "cny",
+        "cop",
+        "crc",
+        "cve",
+        "czk",
+        "dkk",
+        "dop",
+        "dzd",
+        "egp",
+        "etb",
+        "eur",
+        "fjd",
+        "gbp",
+        "gel",
+        "gip",
+        "gmd",
+        "gtq",
+        "gyd",
+        "hkd",
+        "hnl",
+        "htg",
+        "huf",
+        "idr",
+        "ils",
+        "inr",
+        "isk",
+        "jmd",
+        "kes",
+        "kgs",
+        "khr",
+        "kyd",
+        "kzt",
+        "lak",
+        "lbp",
+        "lkr",
+        "lrd",
+        "lsl",
+        "mad",
+        "mdl",
+        "mkd",
+        "mmk",
+        "mnt",
+        "mop",
+        "mur",
+        "mvr",
+        "mwk",
+        "mxn",
+        "myr",
+        "mzn",
+        "nad",
+        "ngn",
+        "nio",
+        "nok",
+        "npr",
+        "nzd",
+        "pab",
+        "pen",
+        "pgk",
+        "php",
+        "pkr",
+        "pln",
+        "qar",
+        "ron",
+        "rsd",
+        "rub",
+        "sar",
+        "sbd",
+        "scr",
+        "sek",
+        "sgd",
+        "sle",
+        "sos",
+        "srd",
+        "szl",
+        "thb",
+        "tjs",
+        "top",
+        "try",
+        "ttd",
+        "twd",
+        "tzs",
+        "uah",
+        "usd",
+        "uyu",
+        "uzs",
+        "wst",
+        "xcd",
+        "yer",
+        "zar",
+        "zmw",
     )
 )
 CURRENCIES = ZERO_DECIMAL_CURRENCIES | THREE_DECIMAL_CURRENCIES | _OTHER_CURRENCIES
@@ -353,8 +443,7 @@ def currency_param(params: Mapping[str, ParamValue]) -> str:
     currency = text.lower()
     if currency not in CURRENCIES:
         raise invalid_request(
-            f"Invalid currency: {text}. Stripe currently supports these currencies: "
-            + ", ".join(sorted(CURRENCIES)),
+            f"Invalid currency: {text}. Stripe currently supports these currencies: " + ", ".join(sorted(CURRENCIES)),
             param="currency",
         )
     return currency
@@ -516,9 +605,7 @@ def _clause_from(match: re.Match[str], fields: frozenset[str], numeric: frozense
 
 
 def _bad_query(text: str, position: int) -> StripeApiError:
-    return invalid_request(
-        f"Invalid query: could not parse '{text}' at character {position}.", param="query"
-    )
+    return invalid_request(f"Invalid query: could not parse '{text}' at character {position}.", param="query")
 
 
 def _clause_matches(clause: SearchClause, actual: int | str | None) -> bool:

@@ -53,8 +53,8 @@ async def _accept(request: bytes, context: object) -> bytes:
     return b""  # an empty Export*ServiceResponse: everything accepted
 
 
-def _handlers(kind: str, pool: Any) -> list[grpc.GenericRpcHandler]:
-    def rpc(handler: Any) -> grpc.RpcMethodHandler:
+def _handlers(kind: str, pool: Any) -> list[grpc.GenericRpcHandler[Any, Any]]:
+    def rpc(handler: Any) -> grpc.RpcMethodHandler[Any, Any]:
         return grpc.unary_unary_rpc_method_handler(
             handler, request_deserializer=_passthrough, response_serializer=_passthrough
         )

@@ -39,6 +39,18 @@ class Result:
         }
 
 
+def merged(rounds: list[Result]) -> Result:
+    """One result from several rounds of the same scenario: all latencies, throughput over the time spent."""
+    first = rounds[0]
+    return Result(
+        first.name,
+        first.concurrency,
+        [ms for r in rounds for ms in r.latencies_ms],
+        sum(r.elapsed_s for r in rounds),
+        sum(r.errors for r in rounds),
+    )
+
+
 async def run_load(
     name: str,
     call: Callable[[int], Awaitable[None]],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -30,16 +31,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from adapters.sandboxes.stripe_sandbox import StripeSandbox
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
-from server.api.client import payment_stub
+from server.api.client import PaymentStub, payment_stub
 from server.bench.floors import ECHO, TABLE_SQL, TWO_TRANSACTIONS, two_transactions
 from server.bench.growth import seed
-from server.bench.load import Result, run_load
+from server.bench.load import Result, merged, run_load
 from server.domain.idempotency import Operation, psp_idempotency_key
 from storage.database import create_pool
 from storage.embedded import EmbeddedPostgres
 from storage.migrator import migrate_dsn
 
 FLOOR = "floor.grpc+2tx"
+Call = Callable[[int], Awaitable[None]]
 CHARGE_BODY = svc.ChargeRequest(
     idempotency_key="k" * 24, amount=res.Money(amount_minor=1250, currency="EUR"), payment_method="pm_card_visa",
     customer_id="cus_bench", description="benchmark", metadata={"order": "42"},
@@ -50,6 +52,7 @@ CHARGE_BODY = svc.ChargeRequest(
 class Plan:
     c1: int = 300
     c64: int = 3000
+    rounds: int = 3  # the floor and Charge take turns (Bench.interleaved)
     storm: int = 500
     growth_rows: int = 0
     out: Path = Path("bench-results")
@@ -126,14 +129,54 @@ class Bench:
         self.results: list[Result] = []
         self.notes: dict[str, Any] = {}
 
-    async def both(self, name: str, call: Callable[[int], Awaitable[None]]) -> None:
+    def _print(self, result: Result) -> None:
+        print(f"  {result.name:<28} c={result.concurrency:<3} {result.throughput:8.0f} rps  "
+              f"p50 {result.percentile(50):7.2f} ms", flush=True)  # fmt: skip
+
+    async def both(self, name: str, call: Call) -> None:
         for concurrency, requests in ((1, self.plan.c1), (64, self.plan.c64)):
             result = await run_load(name, call, concurrency=concurrency, requests=requests)
             self.results.append(result)
-            print(f"  {name:<28} c={concurrency:<3} {result.throughput:8.0f} rps  p50 {result.percentile(50):7.2f} ms",
-                  flush=True)  # fmt: skip
+            self._print(result)
 
-    async def floors(self) -> None:
+    async def interleaved(self, scenarios: dict[str, Call]) -> None:
+        """Measures the scenarios in alternating rounds and merges each one's rounds.
+
+        Load from outside the machine comes and goes; scenarios measured one after the other in a
+        single block each can land in different weather. Taking turns spreads it over all of them
+        alike, so their ratios hold.
+        """
+        for name, call in scenarios.items():  # a round not counted: the tables leave their empty start
+            await run_load(name, call, concurrency=64, requests=self.plan.c64 // self.plan.rounds)
+        await self.analyze()
+        rounds: dict[tuple[str, int], list[Result]] = {}
+        for _ in range(self.plan.rounds):
+            for concurrency, requests in ((1, self.plan.c1), (64, self.plan.c64)):
+                for name, call in scenarios.items():
+                    result = await run_load(
+                        name, call, concurrency=concurrency, requests=max(1, requests // self.plan.rounds)
+                    )
+                    rounds.setdefault((name, concurrency), []).append(result)
+        for name in scenarios:
+            for concurrency in (1, 64):
+                result = merged(rounds[(name, concurrency)])
+                self.results.append(result)
+                self._print(result)
+
+    async def analyze(self) -> None:
+        """Gives the planner statistics, as autovacuum does within a minute of a database's first writes.
+
+        Until then, plans cached while the tables were nearly empty can pick any index led by client_id
+        for a lookup by id, and cost more with every row (docs/performance.md): not the steady state
+        this benchmark is about.
+        """
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute("ANALYZE")
+        finally:
+            await conn.close()
+
+    async def bare_floors(self) -> None:
         body = CHARGE_BODY
         with process(["-m", "server.bench.floors", "echo", "--port", str(port := free_port())]):
             wait_ready(f"127.0.0.1:{port}")
@@ -143,27 +186,32 @@ class Bench:
         pool = await create_pool(self.dsn, max_size=20)
         await self.both("floor.2tx-asyncpg", lambda _: two_transactions(pool, body))
         await pool.close()
-        with process(["-m", "server.bench.floors", "db", "--port", str(port := free_port()), "--dsn", self.dsn]):
-            wait_ready(f"127.0.0.1:{port}")
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                work = channel.unary_unary(TWO_TRANSACTIONS, None, None)
-                await self.both(FLOOR, lambda _: _done(work(body)))
 
-    async def charges(self, name: str, target: str, method: str = "pm_card_visa") -> list[str]:
+    async def interleaved_charges(self, targets: dict[str, str], *, floor: bool) -> list[str]:
+        """Charge on each target (and the gRPC+2-transaction floor), interleaved; returns the payment ids."""
         ids: list[str] = []
-        run = uuid.uuid4().hex[:8]
+        async with contextlib.AsyncExitStack() as stack:
+            scenarios: dict[str, Call] = {}
+            if floor:
+                port = free_port()
+                stack.enter_context(
+                    process(["-m", "server.bench.floors", "db", "--port", str(port), "--dsn", self.dsn])
+                )
+                wait_ready(f"127.0.0.1:{port}")
+                work = (await stack.enter_async_context(grpc.aio.insecure_channel(f"127.0.0.1:{port}"))).unary_unary(
+                    TWO_TRANSACTIONS, None, None
+                )
+                scenarios[FLOOR] = lambda _: _done(work(CHARGE_BODY))
+            for name, target in targets.items():
+                channel = await stack.enter_async_context(grpc.aio.insecure_channel(target))
+                scenarios[name] = charge_call(payment_stub(channel), name, ids)
+            await self.interleaved(scenarios)
+        return ids
+
+    async def charges(self, name: str, target: str) -> list[str]:
+        ids: list[str] = []
         async with grpc.aio.insecure_channel(target) as channel:
-            stub = payment_stub(channel)
-
-            async def charge(n: int) -> None:
-                request = svc.ChargeRequest(
-                    idempotency_key=f"{name}-{run}-{n}", amount=res.Money(amount_minor=1250, currency="EUR"),
-                    payment_method=method, customer_id="cus_bench", description="benchmark", metadata={"order": "42"},
-                )  # fmt: skip
-                response = await stub.Charge(request, timeout=30)
-                ids.append(response.payment.id)  # warm-up charges too: each refund needs its own payment
-
-            await self.both(name, charge)
+            await self.both(name, charge_call(payment_stub(channel), name, ids))
         return ids
 
     async def refunds_and_reads(self, target: str, payment_ids: list[str]) -> None:
@@ -212,19 +260,37 @@ async def _done(call: Any) -> None:
     await call
 
 
+def charge_call(stub: PaymentStub, name: str, ids: list[str]) -> Call:
+    """A charge with a key never used before (never a replay, across warm-ups and rounds); collects the
+    payment ids (each refund needs its own)."""
+    run = uuid.uuid4().hex[:8]
+    numbers = itertools.count()
+
+    async def charge(_: int) -> None:
+        request = svc.ChargeRequest(
+            idempotency_key=f"{name}-{run}-{next(numbers)}", amount=res.Money(amount_minor=1250, currency="EUR"),
+            payment_method="pm_card_visa", customer_id="cus_bench", description="benchmark", metadata={"order": "42"},
+        )  # fmt: skip
+        response = await stub.Charge(request, timeout=30)
+        ids.append(response.payment.id)
+
+    return charge
+
+
 async def run(plan: Plan, dsn: str) -> Bench:
     bench = Bench(plan, dsn)
     print("floors", flush=True)
-    await bench.floors()
-    print("service, in-process PSP", flush=True)
+    await bench.bare_floors()
+    print(f"floor and service, {plan.rounds} interleaved rounds", flush=True)
     with service(dsn, PAYMENTS_PSP="inprocess") as target:
-        ids = await bench.charges("charge.inprocess", target)
+        ids = await bench.interleaved_charges({"charge.inprocess": target}, floor=True)
         await bench.refunds_and_reads(target, ids)
+    # On its own: the span exporter keeps working after the load stops and would weigh on the next round.
     with (
         otlp_sink() as collector,
-        service(dsn, PAYMENTS_PSP="inprocess", OTEL_EXPORTER_OTLP_ENDPOINT=collector) as target,
+        service(dsn, PAYMENTS_PSP="inprocess", OTEL_EXPORTER_OTLP_ENDPOINT=collector) as traced,
     ):
-        await bench.charges("charge.inprocess+tracing", target)
+        await bench.charges("charge.inprocess+tracing", traced)
     print("service, Stripe sandbox over HTTP", flush=True)
     sandbox = StripeSandbox().start()
     try:
@@ -235,9 +301,11 @@ async def run(plan: Plan, dsn: str) -> Bench:
     finally:
         sandbox.stop()
     print("multi-process serving", flush=True)
-    for workers in ("1", "2"):
-        with service(dsn, PAYMENTS_PSP="inprocess", WORKERS=workers) as target:
-            await bench.charges(f"charge.workers={workers}", target)
+    with (
+        service(dsn, PAYMENTS_PSP="inprocess", WORKERS="1") as one,
+        service(dsn, PAYMENTS_PSP="inprocess", WORKERS="2") as two,
+    ):
+        await bench.interleaved_charges({"charge.workers=1": one, "charge.workers=2": two}, floor=False)
     if plan.growth_rows:
         print(f"data growth: seeding {plan.growth_rows:,} payments and keys", flush=True)
         started = time.perf_counter()

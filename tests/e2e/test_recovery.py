@@ -96,6 +96,7 @@ def test_two_workers_never_process_the_same_operation_twice(database_url: str) -
     workers = [ServerHarness(database_url, sandbox=sandbox, providers=providers, worker=FAST_WORKER)
                for _ in range(2)]  # fmt: skip
     try:
+
         def all_succeeded() -> bool:
             listed = client.stub.ListPayments(svc.ListPaymentsRequest(page_size=100), timeout=5).payments
             return len(listed) == len(keys) and all(p.status == res.PAYMENT_STATUS_SUCCEEDED for p in listed)

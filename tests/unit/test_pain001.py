@@ -70,8 +70,11 @@ def text_of(xml: bytes, path: str) -> str | None:
 
 def test_message_ids_are_derived_from_the_payout_id() -> None:
     ids = derive_message_ids(PAYOUT_ID)
-    assert ids == ("M-0123456789abcdef0123456789abcdef", "P-0123456789abcdef0123456789abcdef",
-                   "E-0123456789abcdef0123456789abcdef")
+    assert ids == (
+        "M-0123456789abcdef0123456789abcdef",
+        "P-0123456789abcdef0123456789abcdef",
+        "E-0123456789abcdef0123456789abcdef",
+    )
     assert derive_message_ids(PAYOUT_ID) == ids  # deterministic
 
 
@@ -85,8 +88,17 @@ def test_message_ids_are_short_sepa_safe_and_unique(hex_digits: str) -> None:
         assert hex_digits in value  # injective: the payout id is recoverable
 
 
-@pytest.mark.parametrize("payout_id", ["", "po_", "po_XYZ", "pay_0123456789abcdef0123456789abcdef",
-                                       "po_0123456789ABCDEF0123456789ABCDEF", "po_" + "a" * 33])
+@pytest.mark.parametrize(
+    "payout_id",
+    [
+        "",
+        "po_",
+        "po_XYZ",
+        "pay_0123456789abcdef0123456789abcdef",
+        "po_0123456789ABCDEF0123456789ABCDEF",
+        "po_" + "a" * 33,
+    ],
+)
 def test_foreign_payout_ids_are_refused(payout_id: str) -> None:
     with pytest.raises(BankValidationError) as info:
         derive_message_ids(payout_id)
@@ -165,8 +177,14 @@ def test_creditor_bic_is_optional() -> None:
 
 @pytest.mark.parametrize(
     ("amount_minor", "rendered"),
-    [(1, "0.01"), (10, "0.10"), (100, "1.00"), (12_345, "123.45"), (99_999_999, "999999.99"),
-     (10_000_000_000_00, "10000000000.00")],
+    [
+        (1, "0.01"),
+        (10, "0.10"),
+        (100, "1.00"),
+        (12_345, "123.45"),
+        (99_999_999, "999999.99"),
+        (10_000_000_000_00, "10000000000.00"),
+    ],
 )
 def test_amounts_render_exactly(amount_minor: int, rendered: str) -> None:
     xml = build_pain001(make_transfer(amount_minor=amount_minor), DEBTOR)
@@ -238,8 +256,14 @@ def test_unconvertible_text_names_the_field() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("end_to_end_id", "E" * 36), ("msg_id", "has space"), ("pmt_inf_id", "/leading"),
-     ("end_to_end_id", "a//b"), ("msg_id", ""), ("end_to_end_id", "E_1")],
+    [
+        ("end_to_end_id", "E" * 36),
+        ("msg_id", "has space"),
+        ("pmt_inf_id", "/leading"),
+        ("end_to_end_id", "a//b"),
+        ("msg_id", ""),
+        ("end_to_end_id", "E_1"),
+    ],
 )
 def test_identifiers_follow_epc_rules(field: str, value: str) -> None:
     with pytest.raises(BankValidationError) as info:

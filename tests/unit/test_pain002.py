@@ -110,17 +110,24 @@ def test_proprietary_reason_round_trips() -> None:
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [("ACTC", "pending"), ("ACCP", "pending"), ("ACSP", "pending"), ("PDNG", "pending"),
-     ("ACSC", "succeeded"), ("ACCC", "succeeded"), ("RJCT", "failed"), ("CANC", "failed"),
-     ("RTND", "returned"), ("XXXX", "unknown")],
+    [
+        ("ACTC", "pending"),
+        ("ACCP", "pending"),
+        ("ACSP", "pending"),
+        ("PDNG", "pending"),
+        ("ACSC", "succeeded"),
+        ("ACCC", "succeeded"),
+        ("RJCT", "failed"),
+        ("CANC", "failed"),
+        ("RTND", "returned"),
+        ("XXXX", "unknown"),
+    ],
 )
 def test_classify_status(status: str, outcome: str) -> None:
     assert classify_status(status) == outcome
 
 
-@pytest.mark.parametrize(
-    ("reason", "duplicate"), [("AM05", True), ("DUPL", True), ("AC01", False), (None, False)]
-)
+@pytest.mark.parametrize(("reason", "duplicate"), [("AM05", True), ("DUPL", True), ("AC01", False), (None, False)])
 def test_duplicate_rejection(reason: str | None, duplicate: bool) -> None:
     assert TransactionStatus("E", "P", "RJCT", reason).is_duplicate_rejection is duplicate
     assert not TransactionStatus("E", "P", "ACSC", reason).is_duplicate_rejection

@@ -68,9 +68,7 @@ def test_whitespace_collapses_and_trims() -> None:
     assert transliterate("  Invoice\t42\n\u00a0 paid  ", field="remittance") == "Invoice 42 paid"
 
 
-@pytest.mark.parametrize(
-    "raw", ["pay@example", "Invoice #12", "5 €", "a_b", 'say "hi"', "Ελλάδα", "\U0001f600"]
-)
+@pytest.mark.parametrize("raw", ["pay@example", "Invoice #12", "5 €", "a_b", 'say "hi"', "Ελλάδα", "\U0001f600"])
 def test_characters_outside_the_set_raise_naming_the_field(raw: str) -> None:
     with pytest.raises(SepaTextError) as info:
         transliterate(raw, field="remittance")
