@@ -6,7 +6,7 @@ is byte-identical to the first answer.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf import timestamp_pb2
 
@@ -24,10 +24,13 @@ def money_pb(money: Money) -> res.Money:
     return res.Money(amount_minor=money.amount_minor, currency=money.currency)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+
 def timestamp_pb(at: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(at)
-    return stamp
+    """Exact integer arithmetic on an aware datetime (Timestamp.FromDatetime does the same, slower)."""
+    return timestamp_pb2.Timestamp(seconds=(at - _EPOCH) // _SECOND, nanos=at.microsecond * 1000)
 
 
 def failure_pb(failure: Failure | None) -> res.Failure | None:

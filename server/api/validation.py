@@ -40,6 +40,7 @@ SEPA_INSTANT_MAX_MINOR = 10_000_000  # EUR 100,000.00
 _CARD_NUMBER = re.compile(r"(?:\d[ -]?){12,19}")
 _STRIPE_ACCOUNT = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class _Violations:
@@ -55,7 +56,8 @@ class _Violations:
 
 
 def _printable(text: str) -> bool:
-    return all(0x20 <= ord(ch) <= 0x7E for ch in text)
+    """Printable ASCII (0x20-0x7E); for ASCII text that is exactly str.isprintable, which runs in C."""
+    return text.isascii() and text.isprintable()
 
 
 def _key(v: _Violations, key: str) -> None:
@@ -70,7 +72,7 @@ def _text(v: _Violations, field: str, value: str, limit: int, *, required: bool 
         v.add(field, "is required", "MISSING_FIELD")
     elif len(value) > limit:
         v.add(field, f"must be at most {limit} characters", "FIELD_TOO_LONG")
-    elif any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    elif _CONTROL.search(value):
         v.add(field, "must not contain control characters", "INVALID_CHARACTERS")
 
 

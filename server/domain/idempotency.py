@@ -31,7 +31,7 @@ def key_problem(key: str) -> str | None:
         return "is required"
     if len(key) > MAX_KEY_LENGTH:
         return f"must be at most {MAX_KEY_LENGTH} characters"
-    if any(not (0x20 <= ord(ch) <= 0x7E) for ch in key):
+    if not (key.isascii() and key.isprintable()):  # printable ASCII, 0x20-0x7E
         return "must be printable ASCII"
     return None
 
