@@ -7,6 +7,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from server.bench import cpu
+
 
 @dataclass
 class Result:
@@ -15,6 +17,11 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
     errors: int = 0
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds by process group (server.bench.cpu)
+
+    def cpu_us_per_request(self) -> dict[str, float]:
+        done = len(self.latencies_ms)
+        return {group: round(seconds / done * 1e6) for group, seconds in self.cpu_s.items()} if done else {}
 
     @property
     def throughput(self) -> float:
@@ -48,6 +55,7 @@ def merged(rounds: list[Result]) -> Result:
         [ms for r in rounds for ms in r.latencies_ms],
         sum(r.elapsed_s for r in rounds),
         sum(r.errors for r in rounds),
+        {group: sum(r.cpu_s.get(group, 0.0) for r in rounds) for group in first.cpu_s},
     )
 
 
@@ -58,8 +66,10 @@ async def run_load(
     concurrency: int,
     requests: int,
     warmup: int = 20,
+    server_pid: int | None = None,
 ) -> Result:
-    """Runs `requests` calls (numbered, so each can use its own idempotency key) after a warm-up."""
+    """Runs `requests` calls (numbered, so each can use its own idempotency key) after a warm-up, and
+    records the CPU time each process group used meanwhile (the server's: the tree under `server_pid`)."""
     for i in range(warmup):
         await call(-1 - i)
     result = Result(name, concurrency)
@@ -75,7 +85,11 @@ async def run_load(
                 continue
             result.latencies_ms.append((time.perf_counter() - started) * 1000)
 
+    before = cpu.snapshot(server_pid)
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
     result.elapsed_s = time.perf_counter() - started
+    after = cpu.snapshot(server_pid)
+    if before is not None and after is not None:
+        result.cpu_s = {group: after[group] - before[group] for group in before}
     return result

@@ -31,18 +31,21 @@ def write_report(results: list[Result], notes: dict[str, Any], out: Path, *, flo
     ratios = _ratios(results, floor)
     header = (
         f"{'scenario':<30}{'c':>4}{'req':>7}{'err':>5}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'rps/floor':>11}{'p50/floor':>11}"
+        f"{'rps/floor':>11}{'p50/floor':>11}{'cpu us/req: server':>20}{'pg':>6}{'client':>8}"
     )
     lines = [header, "-" * len(header)]
     rows = []
     for r in results:
         summary = r.summary()
         ratio = ratios.get((r.name, r.concurrency), {})
-        rows.append({**summary, **ratio})
+        cpu = r.cpu_us_per_request()
+        rows.append({**summary, **ratio, "cpu_us_per_request": cpu})
         lines.append(
             f"{r.name:<30}{r.concurrency:>4}{len(r.latencies_ms):>7}{r.errors:>5}{r.throughput:>9.0f}"
             f"{r.percentile(50):>9.2f}{r.percentile(99):>9.2f}"
             f"{ratio.get('throughput_vs_floor', float('nan')):>11.2f}{ratio.get('p50_vs_floor', float('nan')):>11.2f}"
+            f"{cpu.get('server', float('nan')):>20.0f}{cpu.get('postgres', float('nan')):>6.0f}"
+            f"{cpu.get('client', float('nan')):>8.0f}"
         )
     print("\n" + "\n".join(lines))
     print(f"\nfloor for the ratios: {floor}; total run {total_s:.0f} s")

@@ -42,6 +42,7 @@ from storage.migrator import migrate_dsn
 
 FLOOR = "floor.grpc+2tx"
 Call = Callable[[int], Awaitable[None]]
+SERVER_PIDS: dict[str, int] = {}  # target -> pid of the process (tree) serving it, for CPU accounting
 CHARGE_BODY = svc.ChargeRequest(
     idempotency_key="k" * 24, amount=res.Money(amount_minor=1250, currency="EUR"), payment_method="pm_card_visa",
     customer_id="cus_bench", description="benchmark", metadata={"order": "42"},
@@ -50,9 +51,9 @@ CHARGE_BODY = svc.ChargeRequest(
 
 @dataclass(frozen=True)
 class Plan:
-    c1: int = 300
+    c1: int = 500
     c64: int = 3000
-    rounds: int = 3  # the floor and Charge take turns (Bench.interleaved)
+    rounds: int = 5  # the floor and Charge take turns (Bench.interleaved)
     storm: int = 500
     growth_rows: int = 0
     out: Path = Path("bench-results")
@@ -104,13 +105,15 @@ def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subp
 
 @contextlib.contextmanager
 def service(dsn: str, **env: str) -> Iterator[str]:
+    """A `payments serve` process; yields its target (its pid is in SERVER_PIDS)."""
     port = free_port()
     target = f"127.0.0.1:{port}"
     base = {"PAYMENTS_DATABASE_URL": dsn, "PAYMENTS_LISTEN": target, "PAYMENTS_WORKER": "off", **env}
     workers = base.pop("WORKERS", "")
     args = ["-m", "server.cli", "serve", *(["--workers", workers] if workers else [])]
-    with process(args, base):
+    with process(args, base) as child:
         wait_serving(target)
+        SERVER_PIDS[target] = child.pid
         yield target
 
 
@@ -128,6 +131,7 @@ class Bench:
         self.dsn = dsn
         self.results: list[Result] = []
         self.notes: dict[str, Any] = {}
+        self.pids: dict[str, int] = {}  # scenario -> server pid
 
     def _print(self, result: Result) -> None:
         print(f"  {result.name:<28} c={result.concurrency:<3} {result.throughput:8.0f} rps  "
@@ -135,7 +139,9 @@ class Bench:
 
     async def both(self, name: str, call: Call) -> None:
         for concurrency, requests in ((1, self.plan.c1), (64, self.plan.c64)):
-            result = await run_load(name, call, concurrency=concurrency, requests=requests)
+            result = await run_load(
+                name, call, concurrency=concurrency, requests=requests, server_pid=self.pids.get(name)
+            )
             self.results.append(result)
             self._print(result)
 
@@ -154,8 +160,9 @@ class Bench:
             for concurrency, requests in ((1, self.plan.c1), (64, self.plan.c64)):
                 for name, call in scenarios.items():
                     result = await run_load(
-                        name, call, concurrency=concurrency, requests=max(1, requests // self.plan.rounds)
-                    )
+                        name, call, concurrency=concurrency, requests=max(1, requests // self.plan.rounds),
+                        server_pid=self.pids.get(name),
+                    )  # fmt: skip
                     rounds.setdefault((name, concurrency), []).append(result)
         for name in scenarios:
             for concurrency in (1, 64):
@@ -178,8 +185,9 @@ class Bench:
 
     async def bare_floors(self) -> None:
         body = CHARGE_BODY
-        with process(["-m", "server.bench.floors", "echo", "--port", str(port := free_port())]):
+        with process(["-m", "server.bench.floors", "echo", "--port", str(port := free_port())]) as child:
             wait_ready(f"127.0.0.1:{port}")
+            self.pids["floor.grpc-echo"] = child.pid
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 echo = channel.unary_unary(ECHO, None, None)
                 await self.both("floor.grpc-echo", lambda _: _done(echo(body)))
@@ -194,10 +202,11 @@ class Bench:
             scenarios: dict[str, Call] = {}
             if floor:
                 port = free_port()
-                stack.enter_context(
+                child = stack.enter_context(
                     process(["-m", "server.bench.floors", "db", "--port", str(port), "--dsn", self.dsn])
                 )
                 wait_ready(f"127.0.0.1:{port}")
+                self.pids[FLOOR] = child.pid
                 work = (await stack.enter_async_context(grpc.aio.insecure_channel(f"127.0.0.1:{port}"))).unary_unary(
                     TWO_TRANSACTIONS, None, None
                 )
@@ -205,11 +214,13 @@ class Bench:
             for name, target in targets.items():
                 channel = await stack.enter_async_context(grpc.aio.insecure_channel(target))
                 scenarios[name] = charge_call(payment_stub(channel), name, ids)
+                self.pids[name] = SERVER_PIDS[target]
             await self.interleaved(scenarios)
         return ids
 
     async def charges(self, name: str, target: str) -> list[str]:
         ids: list[str] = []
+        self.pids[name] = SERVER_PIDS[target]
         async with grpc.aio.insecure_channel(target) as channel:
             await self.both(name, charge_call(payment_stub(channel), name, ids))
         return ids
@@ -227,6 +238,7 @@ class Bench:
             async def get(n: int) -> None:
                 await stub.GetPayment(svc.GetPaymentRequest(id=payment_ids[n % len(payment_ids)]), timeout=30)
 
+            self.pids["refund.inprocess"] = self.pids["get_payment"] = SERVER_PIDS[target]
             await self.both("refund.inprocess", refund)
             await self.both("get_payment", get)
 
@@ -348,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--growth-rows", type=int, default=0, help="also measure with this many existing rows")
     parser.add_argument("--out", type=Path, default=Plan.out)
     args = parser.parse_args(argv)
-    plan = Plan(c1=max(100, args.requests // 10), c64=args.requests, growth_rows=args.growth_rows, out=args.out)
+    plan = Plan(c1=max(50, args.requests // 6), c64=args.requests, growth_rows=args.growth_rows, out=args.out)
     started = time.perf_counter()
     dsn, cleanup = _bench_database()
     try:

@@ -1,0 +1,62 @@
+"""CPU time per request by process group (server, PostgreSQL, load generator), read from /proc.
+
+Throughput alone does not say where a scenario's cost goes; on a small machine the server, the
+database and the load generator share the cores, so the report shows each one's CPU per request.
+Linux only: elsewhere the figures are simply absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_PROC = Path("/proc")
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+
+
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, command name, CPU seconds used so far)."""
+    found: dict[int, tuple[int, str, float]] = {}
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        fields = _stat_fields(pid)
+        try:
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if fields is not None:
+            found[pid] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / _TICKS)
+    return found
+
+
+def _tree(root: int, processes: dict[int, tuple[int, str, float]]) -> set[int]:
+    members = {root}
+    grew = True
+    while grew:
+        children = {pid for pid, (parent, _, _) in processes.items() if parent in members} - members
+        members |= children
+        grew = bool(children)
+    return members
+
+
+def snapshot(server_pid: int | None) -> dict[str, float] | None:
+    """CPU seconds used so far by the server's process tree, by every PostgreSQL process and by us."""
+    if not _PROC.is_dir():
+        return None
+    processes = _processes()
+    server = _tree(server_pid, processes) if server_pid is not None else set()
+    return {
+        "server": sum(processes[pid][2] for pid in server if pid in processes),
+        "postgres": sum(cpu for _, name, cpu in processes.values() if name == "postgres"),
+        "client": processes.get(os.getpid(), (0, "", 0.0))[2],
+    }
