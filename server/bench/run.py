@@ -289,7 +289,7 @@ def charge_call(stub: PaymentStub, name: str, ids: list[str]) -> Call:
     return charge
 
 
-async def run(plan: Plan, dsn: str) -> Bench:
+async def run(plan: Plan, dsn: str, base: str) -> Bench:
     bench = Bench(plan, dsn)
     print("floors", flush=True)
     await bench.bare_floors()
@@ -319,39 +319,58 @@ async def run(plan: Plan, dsn: str) -> Bench:
     ):
         await bench.interleaved_charges({"charge.workers=1": one, "charge.workers=2": two}, floor=False)
     if plan.growth_rows:
-        print(f"data growth: seeding {plan.growth_rows:,} payments and keys", flush=True)
-        started = time.perf_counter()
-        await seed(dsn, plan.growth_rows)
-        bench.notes["growth_seed_s"] = round(time.perf_counter() - started, 1)
-        with service(dsn, PAYMENTS_PSP="inprocess") as target:
-            await bench.charges(f"charge.inprocess@{plan.growth_rows // 1_000_000}M", target)
+        await growth(bench, base, plan.growth_rows)
     return bench
 
 
-def _bench_database() -> tuple[str, Callable[[], None]]:
+async def growth(bench: Bench, base: str, rows: int) -> None:
+    """Charge on a database holding `rows` payments and keys, interleaved with Charge on the benchmark's
+    nearly empty one: the two are compared under the same outside load."""
+    print(f"data growth: seeding {rows:,} payments and keys into a second database", flush=True)
+    started = time.perf_counter()
+    grown = await new_database(base)
+    await seed(grown, rows)
+    bench.notes["growth_seed_s"] = round(time.perf_counter() - started, 1)
+    label = f"charge.inprocess@{rows / 1_000_000:g}M"
+    with service(bench.dsn, PAYMENTS_PSP="inprocess") as empty, service(grown, PAYMENTS_PSP="inprocess") as big:
+        await bench.interleaved_charges({"charge.inprocess@empty": empty, label: big}, floor=False)
+    by_name = {(r.name, r.concurrency): r for r in bench.results}
+    bench.notes["growth_p50_vs_empty"] = {
+        f"c={c}": round(by_name[(label, c)].percentile(50) / by_name[("charge.inprocess@empty", c)].percentile(50), 3)
+        for c in (1, 64)
+    }
+
+
+def _bench_server() -> tuple[str, Callable[[], None]]:
+    """The PostgreSQL server to benchmark on (configured, or an embedded one) and how to clean up."""
     base = os.environ.get("PAYMENTS_DATABASE_URL") or os.environ.get("PAYMENTS_TEST_DATABASE_URL")
-    cleanup: Callable[[], None] = lambda: None  # noqa: E731
-    if not base:
-        folder = Path(tempfile.mkdtemp(prefix="pgb", dir="/tmp"))
-        embedded = EmbeddedPostgres(folder / "pg")
-        base = embedded.start()
+    if base:
+        return base, lambda: None
+    folder = Path(tempfile.mkdtemp(prefix="pgb", dir="/tmp"))
+    embedded = EmbeddedPostgres(folder / "pg")
+    started = embedded.start()
 
-        def cleanup() -> None:
-            embedded.close()
-            shutil.rmtree(folder, ignore_errors=True)
+    def cleanup() -> None:
+        embedded.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
-    name = f"bench_{uuid.uuid4().hex[:8]}"
+    return started, cleanup
 
-    async def create() -> None:
-        conn = await asyncpg.connect(base)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
 
-    asyncio.run(create())
+async def new_database(base: str) -> str:
+    """A fresh database on the benchmark's server, migrated; returns its URL."""
     from urllib.parse import urlsplit, urlunsplit
 
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(base)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
     parts = urlsplit(base)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment)), cleanup
+    dsn = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    await _prepare(dsn)
+    return dsn
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,10 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = Plan(c1=max(50, args.requests // 6), c64=args.requests, growth_rows=args.growth_rows, out=args.out)
     started = time.perf_counter()
-    dsn, cleanup = _bench_database()
+    base, cleanup = _bench_server()
     try:
-        asyncio.run(_prepare(dsn))
-        bench = asyncio.run(run(plan, dsn))
+        dsn = asyncio.run(new_database(base))
+        bench = asyncio.run(run(plan, dsn, base))
     finally:
         cleanup()
     from server.bench.report import write_report

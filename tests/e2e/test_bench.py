@@ -2,7 +2,7 @@
 
 Figures are not asserted (benchmarks are not tests); what is checked is that the benchmark works: no
 errors, every scenario next to its floor, the duplicate storm answered with one PSP execution, CPU
-accounted per process group, and the JSON and the plot written.
+accounted per process group, the data-growth comparison made, and the JSON and the plot written.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 SCENARIOS = {
     "floor.grpc-echo", "floor.2tx-asyncpg", "floor.grpc+2tx", "charge.inprocess", "refund.inprocess",
     "get_payment", "charge.inprocess+tracing", "charge.stripe-sandbox", "charge.workers=1", "charge.workers=2",
+    "charge.inprocess@empty", "charge.inprocess@0.01M",
 }  # fmt: skip
 
 
@@ -27,7 +28,7 @@ def test_bench_runs_every_scenario_and_writes_the_report(database_url: str, tmp_
     out = tmp_path / "results"
     env = {**os.environ, "PAYMENTS_DATABASE_URL": database_url}
     run = subprocess.run(
-        [sys.executable, "-m", "server.bench.run", "--requests", "100", "--out", str(out)],
+        [sys.executable, "-m", "server.bench.run", "--requests", "100", "--growth-rows", "10000", "--out", str(out)],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -42,5 +43,6 @@ def test_bench_runs_every_scenario_and_writes_the_report(database_url: str, tmp_
     storm = report["notes"]["duplicate_storm"]
     assert storm["psp_executions"] == 1
     assert storm["answers"] == {"OK": storm["requests"]}
+    assert set(report["notes"]["growth_p50_vs_empty"]) == {"c=1", "c=64"}
     assert (out / "latency.png").stat().st_size > 0
     assert "rps/floor" in run.stdout
