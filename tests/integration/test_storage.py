@@ -183,3 +183,24 @@ async def test_key_updates_find_the_key_by_primary_key(database_url: str, statem
         await db.close()
     assert "idempotency_keys_pkey" in plan, plan
     assert "idempotency_keys_stalled" not in plan, plan
+
+
+async def test_a_small_pool_serves_every_caller_and_replaces_a_dead_connection(database_url: str) -> None:
+    """A one-connection pool serves concurrent callers in turn (released without a reset round trip),
+    and a connection that died in use is replaced rather than handed out again."""
+    db = Database(await create_pool(database_url, min_size=1, max_size=1))
+    try:
+        results = await asyncio.gather(*(_select(db, n) for n in range(50)))
+        assert results == list(range(50))
+        async with db.connection() as conn:
+            conn.terminate()
+        assert await _select(db, 7) == 7
+    finally:
+        await db.close()
+    assert db.pool._closed  # asyncpg has no public "is closed"
+
+
+async def _select(db: Database, n: int) -> int:
+    async with db.connection() as conn:
+        value: int = await conn.fetchval("SELECT $1::int", n)
+        return value
