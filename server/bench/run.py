@@ -150,15 +150,17 @@ class Bench:
 
         Load from outside the machine comes and goes; scenarios measured one after the other in a
         single block each can land in different weather. Taking turns spreads it over all of them
-        alike, so their ratios hold.
+        alike, so their ratios hold; the order rotates every round, so none always follows another
+        (and inherits, say, the autovacuum work its writes caused).
         """
         for name, call in scenarios.items():  # a round not counted: the tables leave their empty start
             await run_load(name, call, concurrency=64, requests=self.plan.c64 // self.plan.rounds)
         await self.analyze()
         rounds: dict[tuple[str, int], list[Result]] = {}
-        for _ in range(self.plan.rounds):
+        order = list(scenarios.items())
+        for number in range(self.plan.rounds):
             for concurrency, requests in ((1, self.plan.c1), (64, self.plan.c64)):
-                for name, call in scenarios.items():
+                for name, call in order[number % len(order) :] + order[: number % len(order)]:
                     result = await run_load(
                         name, call, concurrency=concurrency, requests=max(1, requests // self.plan.rounds),
                         server_pid=self.pids.get(name),
