@@ -10,10 +10,19 @@ import asyncpg
 
 BATCH = 500_000
 
+# Ids shaped like the service's own (server.domain.ids.new_id, UUIDv7): the creation millisecond, then
+# bits of an md5, so the three statements of a batch agree on each payment's id.
+_SEED_ID = """
+    CREATE FUNCTION pg_temp.seed_id(g bigint) RETURNS uuid LANGUAGE sql STABLE AS $$
+        SELECT (lpad(to_hex((extract(epoch FROM now() - make_interval(secs => g)) * 1000)::bigint), 12, '0')
+                || '7' || substr(md5('p' || g), 1, 3) || '8' || substr(md5('p' || g), 4, 15))::uuid
+    $$
+"""
+
 _KEYS = """
     INSERT INTO idempotency_keys (client_id, idempotency_key, operation, fingerprint, resource_id, recovery_point,
                                   reply_code, reply_body, reply_stored_at, created_at, updated_at)
-    SELECT 'default', 'seed-' || g, 'charge', '\\x00'::bytea, md5('p' || g)::uuid, 'finished', 0, '\\x00'::bytea,
+    SELECT 'default', 'seed-' || g, 'charge', '\\x00'::bytea, pg_temp.seed_id(g), 'finished', 0, '\\x00'::bytea,
            now(), now() - make_interval(secs => g), now()
     FROM generate_series($1::bigint, $2::bigint) g
 """
@@ -21,7 +30,7 @@ _PAYMENTS = """
     INSERT INTO payments (id, client_id, idempotency_key, status, currency, amount_minor, amount_captured,
                           payment_method, customer_id, description, metadata, psp, psp_reference,
                           created_at, updated_at, last_actor, last_reason)
-    SELECT md5('p' || g)::uuid, 'default', 'seed-' || g, 'SUCCEEDED', 'EUR', 1000 + g % 5000, 1000 + g % 5000,
+    SELECT pg_temp.seed_id(g), 'default', 'seed-' || g, 'SUCCEEDED', 'EUR', 1000 + g % 5000, 1000 + g % 5000,
            'pm_card_visa', 'cus_' || (g % 100000), '', '{}'::jsonb, 'inprocess', 'seed_' || g,
            now() - make_interval(secs => g), now() - make_interval(secs => g), 'seed', 'seed'
     FROM generate_series($1::bigint, $2::bigint) g
@@ -29,11 +38,11 @@ _PAYMENTS = """
 _EVENTS = """
     INSERT INTO resource_events (client_id, resource_type, resource_id, from_status, to_status, actor, reason,
                                  occurred_at)
-    SELECT 'default', 'payment', md5('p' || g)::uuid, NULL, 'PENDING', 'seed', 'created',
+    SELECT 'default', 'payment', pg_temp.seed_id(g), NULL, 'PENDING', 'seed', 'created',
            now() - make_interval(secs => g)
     FROM generate_series($1::bigint, $2::bigint) g
     UNION ALL
-    SELECT 'default', 'payment', md5('p' || g)::uuid, 'PENDING', 'SUCCEEDED', 'seed', 'psp:succeeded',
+    SELECT 'default', 'payment', pg_temp.seed_id(g), 'PENDING', 'SUCCEEDED', 'seed', 'psp:succeeded',
            now() - make_interval(secs => g)
     FROM generate_series($1::bigint, $2::bigint) g
 """
@@ -43,6 +52,7 @@ async def seed(dsn: str, rows: int) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SET session_replication_role = replica")  # the bulk load skips row triggers
+        await conn.execute(_SEED_ID)
         for start in range(1, rows + 1, BATCH):
             end = min(rows, start + BATCH - 1)
             async with conn.transaction():

@@ -6,7 +6,9 @@ UUID is what PostgreSQL stores.
 
 from __future__ import annotations
 
+import os
 import re
+import time
 import uuid
 from enum import StrEnum
 
@@ -34,8 +36,20 @@ class MalformedId(ValueError):
     """Not an id this service issues."""
 
 
+def uuid7(unix_ms: int, random_bits: int) -> uuid.UUID:
+    """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, the version, 12 random bits, the
+    variant, 62 random bits (taken from the low 74 bits of `random_bits`)."""
+    rand_a = (random_bits >> 62) & 0xFFF
+    rand_b = random_bits & ((1 << 62) - 1)
+    return uuid.UUID(int=(unix_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
+
+
 def new_id() -> uuid.UUID:
-    return uuid.uuid4()
+    """A new resource id: time-ordered, so rows created together sit together in every index keyed by
+    id. Random ids would insert into a random page of an index that has outgrown memory, making each
+    write cost more as the tables grow. (The creation time it reveals is part of the resource anyway.)
+    """
+    return uuid7(time.time_ns() // 1_000_000, int.from_bytes(os.urandom(10), "big"))
 
 
 def format_id(kind: IdKind, value: uuid.UUID) -> str:
