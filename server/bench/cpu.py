@@ -49,14 +49,20 @@ def _tree(root: int, processes: dict[int, tuple[int, str, float]]) -> set[int]:
     return members
 
 
-def snapshot(server_pid: int | None) -> dict[str, float] | None:
-    """CPU seconds used so far by the server's process tree, by every PostgreSQL process and by us."""
+def snapshot(server_pid: int | None) -> dict[str, dict[int, float]] | None:
+    """CPU seconds used so far, per process: the server's process tree, PostgreSQL's processes, us."""
     if not _PROC.is_dir():
         return None
     processes = _processes()
     server = _tree(server_pid, processes) if server_pid is not None else set()
     return {
-        "server": sum(processes[pid][2] for pid in server if pid in processes),
-        "postgres": sum(cpu for _, name, cpu in processes.values() if name == "postgres"),
-        "client": processes.get(os.getpid(), (0, "", 0.0))[2],
+        "server": {pid: processes[pid][2] for pid in server if pid in processes},
+        "postgres": {pid: cpu for pid, (_, name, cpu) in processes.items() if name == "postgres"},
+        "client": {pid: cpu for pid, (_, _, cpu) in processes.items() if pid == os.getpid()},
     }
+
+
+def used_between(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    """CPU seconds each group used between two snapshots: processes that started meanwhile count in full;
+    one that ended meanwhile (an idle pooled backend closing) is left out rather than subtracted."""
+    return {group: sum(cpu - before[group].get(pid, 0.0) for pid, cpu in after[group].items()) for group in before}

@@ -91,5 +91,5 @@ async def run_load(
     result.elapsed_s = time.perf_counter() - started
     after = cpu.snapshot(server_pid)
     if before is not None and after is not None:
-        result.cpu_s = {group: after[group] - before[group] for group in before}
+        result.cpu_s = cpu.used_between(before, after)
     return result
