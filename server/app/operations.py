@@ -29,10 +29,6 @@ R = TypeVar("R", Payment, Refund, Payout)
 PspCall = Callable[[Deadline], Awaitable[PspOutcome]]
 
 
-def order_ref(started: Started[Payment] | Started[Refund] | Started[Payout]) -> str | None:
-    return started.resource.psp_reference
-
-
 def _is_payment(started: Started[Payment] | Started[Refund] | Started[Payout]) -> TypeGuard[Started[Payment]]:
     return isinstance(started.resource, Payment)
 
@@ -125,63 +121,54 @@ class Operations:
     ) -> Reply:  # fmt: skip
         """Drives the PSP for an execution this caller now owns, with the same PSP key as every earlier
         attempt; `lookup_only` asks the PSP what became of it instead of sending it again."""
-        resource = started.resource
-        reference = resource.psp_reference
-        if isinstance(resource, Payment):
-            assert _is_payment(started)
-            charge = charge_order(resource, key)
-            cards = self._providers.by_name(resource.psp)
-            return await self._run(
-                PaymentFlow(), started, lambda d: cards.charge(charge, d), lambda d: cards.lookup(charge, reference, d),
-                self._encoder.charge, ctx, lookup_only,
-            )  # fmt: skip
-        if isinstance(resource, Refund):
-            assert _is_refund(started)
-            payment = await self._reader.get_payment(resource.client_id, resource.payment_id)
-            refund = refund_order(resource, payment.psp_reference if payment else None, key)
-            refunds = self._providers.by_name(resource.psp)
-            return await self._run(
-                RefundFlow(), started, lambda d: refunds.refund(refund, d),
-                lambda d: refunds.lookup(refund, reference, d), self._encoder.refund, ctx, lookup_only,
-            )  # fmt: skip
-        assert _is_payout(started)
-        payout = payout_order(resource, key)
-        payouts = self._providers.by_name(resource.psp)
-        return await self._run(
-            PayoutFlow(), started, lambda d: payouts.payout(payout, d), lambda d: payouts.lookup(payout, reference, d),
-            self._encoder.payout, ctx, lookup_only,
-        )  # fmt: skip
-
-    async def _run(
-        self, flow: Flow[R], started: Started[R], send: PspCall, ask: PspCall, encode: Callable[[R], bytes],
-        ctx: CallContext, lookup_only: bool,
-    ) -> Reply:  # fmt: skip
-        return await drive(
-            flow=flow, started=started, call_psp=ask if lookup_only else send, store=self._store, encode=encode,
-            ctx=ctx, policy=self._policy, now=self._now,
-        )  # fmt: skip
+        send, ask = await self._psp_calls(started.resource, key)
+        return await self._complete(started, ask if lookup_only else send, ctx, settle=False)
 
     async def settle(
         self, started: Started[Payment] | Started[Refund] | Started[Payout], key: str, ctx: CallContext
     ) -> Reply:
         """After the bounded tries: ask the PSP what happened and record its evidence, or, without
         evidence either way, move the resource to REQUIRES_RECONCILIATION (never FAILED)."""
+        _, ask = await self._psp_calls(started.resource, key)
+        return await self._complete(started, ask, ctx, settle=True)
+
+    async def _psp_calls(self, resource: Payment | Refund | Payout, key: str) -> tuple[PspCall, PspCall]:
+        """The call that (re)sends this execution and the lookup of what became of it, both built from
+        stored data alone (orders.py), so every attempt, wherever it runs, sends the same request."""
+        reference = resource.psp_reference
+        provider = self._providers.by_name(resource.psp)
+        if isinstance(resource, Payment):
+            charge = charge_order(resource, key)
+            return (lambda d: provider.charge(charge, d)), (lambda d: provider.lookup(charge, reference, d))
+        if isinstance(resource, Refund):
+            payment = await self._reader.get_payment(resource.client_id, resource.payment_id)
+            refund = refund_order(resource, payment.psp_reference if payment else None, key)
+            return (lambda d: provider.refund(refund, d)), (lambda d: provider.lookup(refund, reference, d))
+        payout = payout_order(resource, key)
+        return (lambda d: provider.payout(payout, d)), (lambda d: provider.lookup(payout, reference, d))
+
+    async def _complete(
+        self, started: Started[Payment] | Started[Refund] | Started[Payout], call: PspCall, ctx: CallContext,
+        *, settle: bool,
+    ) -> Reply:  # fmt: skip
+        """Phases 2 and 3 with the resource type's flow and reply encoder."""
         if _is_payment(started):
-            order = charge_order(started.resource, key)
-            cards = self._providers.by_name(started.resource.psp)
-            return await self._settle(PaymentFlow(), started, lambda d: cards.lookup(order, order_ref(started), d),
-                                      self._encoder.charge, ctx)  # fmt: skip
+            return await self._finish(PaymentFlow(), started, call, self._encoder.charge, ctx, settle)
         if _is_refund(started):
-            payment = await self._reader.get_payment(started.resource.client_id, started.resource.payment_id)
-            refund = refund_order(started.resource, payment.psp_reference if payment else None, key)
-            refunds = self._providers.by_name(started.resource.psp)
-            return await self._settle(RefundFlow(), started, lambda d: refunds.lookup(refund, order_ref(started), d),
-                                      self._encoder.refund, ctx)  # fmt: skip
+            return await self._finish(RefundFlow(), started, call, self._encoder.refund, ctx, settle)
         assert _is_payout(started)
-        payout = payout_order(started.resource, key)
-        payouts = self._providers.by_name(started.resource.psp)
-        return await self._settle(PayoutFlow(), started, lambda d: payouts.lookup(payout, order_ref(started), d),
-                                  self._encoder.payout, ctx)  # fmt: skip
+        return await self._finish(PayoutFlow(), started, call, self._encoder.payout, ctx, settle)
+
+    async def _finish(
+        self, flow: Flow[R], started: Started[R], call: PspCall, encode: Callable[[R], bytes], ctx: CallContext,
+        settle: bool,
+    ) -> Reply:  # fmt: skip
+        if settle:
+            return await self._settle(flow, started, call, encode, ctx)
+        return await drive(
+            flow=flow, started=started, call_psp=call, store=self._store, encode=encode, ctx=ctx,
+            policy=self._policy, now=self._now,
+        )  # fmt: skip
 
     async def _settle(
         self, flow: Flow[R], started: Started[R], ask: PspCall, encode: Callable[[R], bytes], ctx: CallContext
