@@ -154,7 +154,8 @@ class Service:
 
     def start_worker(self) -> None:
         if self.worker is not None and self._worker_task is None:
-            self._worker_task = asyncio.create_task(self.worker.run(self._worker_stop), name="background-worker")
+            run = self.worker.run(self._worker_stop, self.settings.shutdown_grace_seconds)
+            self._worker_task = asyncio.create_task(run, name="background-worker")
 
     async def close(self, grace_seconds: float | None = None) -> None:
         if self._closed:
@@ -162,7 +163,8 @@ class Service:
         self._closed = True
         self._worker_stop.set()
         grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
-        # Stop serving at once (health NOT_SERVING, no new RPCs) while the worker finishes its pass.
+        # Stop serving at once (health NOT_SERVING, no new RPCs); the worker's running jobs get the configured
+        # shutdown grace (PAYMENTS_SHUTDOWN_GRACE_SECONDS) to finish.
         stopping: list[Awaitable[None]] = [self.server.stop(grace)]
         if self._worker_task is not None:
             stopping.append(self._worker_task)
@@ -227,7 +229,7 @@ async def run_worker(settings: Settings) -> int:
     core = wire(settings, db, owned.directory)
     worker = core.worker(settings, None)
     stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
+    task = asyncio.create_task(worker.run(stop, settings.shutdown_grace_seconds))
     print("payments worker running", flush=True)
     await _until_signalled()
     stop.set()

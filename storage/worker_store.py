@@ -99,10 +99,12 @@ class PostgresWorkerStore:
         return claimed
 
     async def claim_due_polls(self, *, limit: int, lease_seconds: float) -> list[PollTarget]:
-        targets = []
+        targets: list[PollTarget] = []
         async with self._db.connection() as conn:
             for table, _, row_of in _TABLES:
-                for row in await conn.fetch(_CLAIM_POLLS[table], limit, lease_seconds):
+                if len(targets) >= limit:
+                    break
+                for row in await conn.fetch(_CLAIM_POLLS[table], limit - len(targets), lease_seconds):
                     targets.append(PollTarget(row_of(row), row["idempotency_key"], row["polls"], row["age"],
                                               row["trace_context"]))  # fmt: skip
         return targets

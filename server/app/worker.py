@@ -6,7 +6,9 @@ unavailable, lost answer, crashed server) and left alone by its client for `idle
 with the same PSP key while the PSP still honours it, looked up afterwards; after `max_attempts` the
 PSP is asked what happened, and without evidence the resource goes to REQUIRES_RECONCILIATION, never
 to FAILED. Polling: resources the PSP finishes later (SEPA payouts, Stripe "processing") are looked up
-with backoff until they reach their end, and paid payouts until the return window closes.
+with backoff until they reach their end, and paid payouts until the return window closes. Each recovery
+and each poll runs as its own job, up to `concurrency` of each kind at once, so a PSP that holds one
+call delays only that resource.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from server.app import telemetry
@@ -26,6 +28,7 @@ from server.app.operations import Operations
 from server.app.orders import charge_order, payout_order, refund_order
 from server.app.psp import Order, OutcomeKind, ProviderDirectory, PspOutcome, PspRejectedError, PspUnavailableError
 from server.app.store import PollTarget, ResourceReader, StalledExecution, Transition, WorkerStore
+from server.app.task_lane import TaskLane
 from server.domain.errors import DomainError
 from server.domain.ids import IdKind, format_id
 from server.domain.model import Payment, Payout, Refund, SepaDestination
@@ -41,7 +44,7 @@ POLLER_ACTOR = "worker:status-poller"
 class WorkerPolicy:
     interval_seconds: float = 0.5
     idle_seconds: float = 5.0  # a stopped key is left to its client this long before the worker resumes it
-    batch: int = 50
+    concurrency: int = 50  # recoveries, and polls, in flight at once (each kind)
     max_attempts: int = 5  # executions of one key before the worker settles it by lookup
     psp_key_ttl_seconds: float = 23 * 3600  # Stripe honours idempotency keys for 24 h
     lease_seconds: float = 30.0
@@ -53,13 +56,6 @@ class WorkerPolicy:
     max_return_poll_interval_seconds: float = 3600.0  # a paid payout is looked at hourly at most for a return
     reply_retention_seconds: float = 30 * 86400  # stored reply bodies are pruned after this long
     prune_every_seconds: float = 60.0
-
-
-@dataclass
-class PassReport:
-    recovered: int = 0
-    polled: int = 0
-    reconciliation: list[str] = field(default_factory=list)
 
 
 ReconciliationHook = Callable[[str, str], None]  # (resource id, psp)
@@ -85,34 +81,45 @@ class BackgroundWorker:
         self._hooks = on_reconciliation or []
         self._next_prune = 0.0
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except DomainError as exc:  # the database is away: try again next round
-                log.warning("worker pass skipped: %s", exc.message)
-            except Exception:
-                log.exception("worker pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._policy.interval_seconds)
+    async def run(self, stop: asyncio.Event, grace_seconds: float = 0.0) -> None:
+        """Claims work every `interval_seconds` until `stop` is set, then gives the jobs still running
+        `grace_seconds` to finish. Recoveries and polls run as separate jobs (see TaskLane): a PSP that
+        holds one call delays only that resource."""
+        recoveries = TaskLane("recovery", self._policy.concurrency)
+        polls = TaskLane("status poll", self._policy.concurrency)
+        try:
+            while not stop.is_set():
+                try:
+                    await self.claim(recoveries, polls)
+                    await self._prune()
+                except DomainError as exc:  # the database is away: try again next round
+                    log.warning("worker round skipped: %s", exc.message)
+                except Exception:
+                    log.exception("worker round failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._policy.interval_seconds)
+        except asyncio.CancelledError:
+            grace_seconds = 0.0  # cancelled, not asked to stop: cut the jobs short at once
+            raise
+        finally:
+            cancelled = sum(await asyncio.gather(recoveries.stop(grace_seconds), polls.stop(grace_seconds)))
+            if cancelled:
+                log.info("worker stopped with %d jobs cut short; their leases let another worker resume them",
+                         cancelled)  # fmt: skip
 
-    async def run_once(self) -> PassReport:
-        report = PassReport()
+    async def claim(self, recoveries: TaskLane, polls: TaskLane) -> None:
+        """Claims as many stalled executions and due polls as the lanes have free slots, and starts them."""
         policy = self._policy
-        stalled = await self._store.claim_stalled(
-            idle_seconds=policy.idle_seconds, limit=policy.batch, lease_seconds=policy.lease_seconds
-        )
-        for result in await asyncio.gather(*(self._recover(s, report) for s in stalled), return_exceptions=True):
-            if isinstance(result, BaseException) and not isinstance(result, DomainError):
-                log.error("recovery failed", exc_info=result)
-        report.recovered = len(stalled)
-        targets = await self._store.claim_due_polls(limit=policy.batch, lease_seconds=policy.lease_seconds)
-        for result in await asyncio.gather(*(self._poll(t, report) for t in targets), return_exceptions=True):
-            if isinstance(result, BaseException) and not isinstance(result, DomainError):
-                log.error("status poll failed", exc_info=result)
-        report.polled = len(targets)
-        await self._prune()
-        return report
+        if recoveries.free > 0:
+            stalled = await self._store.claim_stalled(
+                idle_seconds=policy.idle_seconds, limit=recoveries.free, lease_seconds=policy.lease_seconds
+            )
+            for execution in stalled:
+                recoveries.start(self._recover(execution))
+        if polls.free > 0:
+            targets = await self._store.claim_due_polls(limit=polls.free, lease_seconds=policy.lease_seconds)
+            for target in targets:
+                polls.start(self._poll(target))
 
     async def _prune(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -125,15 +132,15 @@ class BackgroundWorker:
 
     # -- recovery -----------------------------------------------------------------------------
 
-    async def _recover(self, stalled: StalledExecution, report: PassReport) -> None:
+    async def _recover(self, stalled: StalledExecution) -> None:
         attributes: dict[str, str | bool | int] = {
             "resource.id": _public_id(stalled.started.resource), "psp": stalled.started.resource.psp,
             "recovery.execution": stalled.executions,
         }  # fmt: skip
         with telemetry.span("worker.recover", attributes, links=telemetry.links_to(stalled.trace_context)):
-            await self._recover_traced(stalled, report)
+            await self._recover_traced(stalled)
 
-    async def _recover_traced(self, stalled: StalledExecution, report: PassReport) -> None:
+    async def _recover_traced(self, stalled: StalledExecution) -> None:
         ctx = CallContext(
             client_id=stalled.started.lease.client_id,
             deadline=Deadline.after(self._policy.psp_budget_seconds),
@@ -145,7 +152,7 @@ class BackgroundWorker:
             await self._ops.settle(stalled.started, stalled.key, ctx)
             after = await self._current_status(resource)
             if after == "REQUIRES_RECONCILIATION":
-                self._alert(resource, report, stalled.executions)
+                self._alert(resource, stalled.executions)
             return
         lookup_only = stalled.key_age_seconds > self._policy.psp_key_ttl_seconds
         try:
@@ -162,9 +169,8 @@ class BackgroundWorker:
             current = await self._reader.get_payout(resource.client_id, resource.id)
         return str(current.status) if current else None
 
-    def _alert(self, resource: Payment | Refund | Payout, report: PassReport, attempts: int) -> None:
+    def _alert(self, resource: Payment | Refund | Payout, attempts: int) -> None:
         public_id = _public_id(resource)
-        report.reconciliation.append(public_id)
         log.error(
             "operation requires reconciliation: the PSP could not confirm it either way",
             extra={"alert": "REQUIRES_RECONCILIATION", "resource_id": public_id, "psp": resource.psp,
@@ -176,14 +182,14 @@ class BackgroundWorker:
 
     # -- polling ------------------------------------------------------------------------------
 
-    async def _poll(self, target: PollTarget, report: PassReport) -> None:
+    async def _poll(self, target: PollTarget) -> None:
         attributes: dict[str, str | bool | int] = {
             "resource.id": _public_id(target.resource), "psp": target.resource.psp, "poll.number": target.polls,
         }  # fmt: skip
         with telemetry.span("worker.poll", attributes, links=telemetry.links_to(target.trace_context)):
-            await self._poll_traced(target, report)
+            await self._poll_traced(target)
 
-    async def _poll_traced(self, target: PollTarget, report: PassReport) -> None:
+    async def _poll_traced(self, target: PollTarget) -> None:
         resource = target.resource
         order, rtype = await self._order(target)
         provider = self._providers.by_name(resource.psp)
@@ -209,7 +215,7 @@ class BackgroundWorker:
             elif not paid:
                 transition = _reconcile(resource, at)
                 if transition is not None:
-                    self._alert(resource, report, target.polls)
+                    self._alert(resource, target.polls)
         await self._store.record_poll(target, transition, next_poll)
 
     def _decide(self, resource: Payment | Refund | Payout, outcome: PspOutcome, at: datetime) -> Transition | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import grpc
 import httpx
@@ -23,6 +24,7 @@ from adapters.sandboxes.bank_sandbox import (
 )
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
+from server.app.worker import WorkerPolicy
 from tests.support.harness import FAST_WORKER, ServerHarness
 from tests.support.requests import field_violations, sepa_payout
 
@@ -30,13 +32,13 @@ DEBTOR = DebtorAccount("Payments Service GmbH", "DE89370400440532013000", "COBAD
 
 
 class BankServer:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, worker: WorkerPolicy = FAST_WORKER, attempt_timeout: float = 5.0) -> None:
         self.sandbox = BankSandbox(step_delay=0.1).start()
         self.http = httpx.AsyncClient()
         adapter = BankTransferAdapter(self.sandbox.url, "test-token", DEBTOR, http=self.http)
-        policy = RetryPolicy(max_attempts=5, initial_backoff=0.01, max_backoff=0.05, attempt_timeout=5.0)
+        policy = RetryPolicy(max_attempts=5, initial_backoff=0.01, max_backoff=0.05, attempt_timeout=attempt_timeout)
         bank = RetryingProvider(adapter, policy)
-        self.harness = ServerHarness(database_url, providers=ProviderSet(cards=bank, bank=bank), worker=FAST_WORKER)
+        self.harness = ServerHarness(database_url, providers=ProviderSet(cards=bank, bank=bank), worker=worker)
 
     def payout(self, request: svc.PayoutRequest) -> res.Payout:
         payout: res.Payout = self.harness.stub.Payout(request, timeout=10).payout
@@ -79,6 +81,35 @@ def test_payout_goes_processing_then_paid(bank: BankServer) -> None:
     assert final.status == res.PAYOUT_STATUS_PAID
     assert "ACCP" in seen or "ACSC" in seen
     assert bank.sandbox.executions_for(end_to_end) == 1
+
+
+def test_a_stalled_status_lookup_holds_up_no_other_payout(database_url: str) -> None:
+    """Each status poll runs on its own: a bank that holds one lookup for 20 s delays that payout only.
+
+    (The worker used to run its polls in batches and claim the next batch when the slowest had
+    finished, so one stalled lookup held up every other payout's status for up to the PSP budget.)
+    """
+    stall = 20.0
+    patient = replace(FAST_WORKER, psp_budget_seconds=30.0, lease_seconds=40.0)
+    bank = BankServer(database_url, worker=patient, attempt_timeout=30.0)
+    try:
+        bank.sandbox.set_stall_seconds(stall)
+        slow = bank.payout(sepa_payout("stalled-lookup"))
+        bank.sandbox.inject("stall", method="GET", path_prefix=f"/v1/payment-status/{slow.psp_reference}")
+        deadline = time.monotonic() + 5
+        while not any(r.fault == "stall" for r in bank.sandbox.requests()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stalled_at = time.monotonic()
+        assert any(r.fault == "stall" for r in bank.sandbox.requests()), "the worker never looked up the payout"
+
+        quick = bank.payout(sepa_payout("answered-lookup"))
+        final = bank.wait_for(quick.id, lambda p: p.status == res.PAYOUT_STATUS_PAID, timeout=15.0)
+        assert final.status == res.PAYOUT_STATUS_PAID
+        assert time.monotonic() - stalled_at < stall  # while the other lookup was still held
+        held = bank.harness.stub.GetPayout(svc.GetPayoutRequest(id=slow.id), timeout=5).payout
+        assert held.status == res.PAYOUT_STATUS_PROCESSING
+    finally:
+        bank.close()
 
 
 @pytest.mark.parametrize(
