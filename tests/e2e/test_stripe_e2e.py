@@ -78,7 +78,7 @@ def test_caller_deadline_against_a_stalling_psp(stripe_server: StripeServer) -> 
         stripe_server.harness.stub.Charge(charge("sstall"), timeout=0.3)
     elapsed = time.monotonic() - started
     assert caught.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-    assert elapsed < 0.6, f"the RPC took {elapsed:.3f}s"
+    assert elapsed < 3.0, f"the RPC took {elapsed:.3f}s, not its 0.3 s deadline"  # the stall is 5 s
     stripe_server.sandbox.clear_faults()
     deadline = time.monotonic() + 10
     while True:  # the key stays resumable: retry it until the earlier attempt's lease is given back

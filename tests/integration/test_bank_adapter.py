@@ -444,11 +444,13 @@ async def test_lost_connection_after_sending_may_have_executed(
 
 
 async def test_read_timeout_may_have_executed(sandbox: BankSandbox, adapter: BankTransferAdapter) -> None:
+    sandbox.set_stall_seconds(10.0)
     sandbox.inject("stall")
     started = time.monotonic()
     with pytest.raises(PspUnavailableError) as caught:
         await adapter.payout(new_order(adapter), Deadline.after(0.3))
-    assert time.monotonic() - started < 1.0  # the deadline bounds the request
+    # The deadline, not the 10 s stall, ends the request (the margin is for slow, shared CI machines).
+    assert time.monotonic() - started < 5.0
     assert caught.value.possibly_executed
     assert "ReadTimeout" in str(caught.value)
 

@@ -427,12 +427,12 @@ async def test_reset_is_a_connection_error_without_work(sandbox: StripeSandbox, 
 async def test_stall_outlasts_the_client_timeout_without_work(sandbox: StripeSandbox) -> None:
     impatient = stripe.HTTPXClient(timeout=0.2)
     client = _stripe_client(sandbox, impatient)
-    sandbox.inject("stall", stall_seconds=1.0)
+    sandbox.inject("stall", stall_seconds=10.0)
     try:
         started = time.monotonic()
         with pytest.raises(stripe.APIConnectionError):
             await _pay(client, "k-stall")
-        assert time.monotonic() - started < 0.9
+        assert time.monotonic() - started < 5.0  # the client's timeout, not the 10 s stall
         assert sandbox.executions() == 0
         assert (await _pay(client, "k-stall")).status == "succeeded"
         assert sandbox.executions_for_key("k-stall") == 1
@@ -485,7 +485,7 @@ def test_stop_wakes_a_stalled_request_promptly() -> None:
     started = time.monotonic()
     sandbox.stop()
     while not sandbox.requests():
-        assert time.monotonic() - started < 1.0, "the stalled handler did not wake up"
+        assert time.monotonic() - started < 10.0, "the stalled handler did not wake up"
         time.sleep(0.01)
     assert sandbox.requests()[0].fault == "stall"
 
