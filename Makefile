@@ -17,7 +17,7 @@ serve: $(STAMP)
 	$(BIN)/payments serve
 
 test: lint typecheck buflint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 # The Stripe adapter's integration suite against Stripe's test mode (or any Stripe-compatible server
 # at PAYMENTS_STRIPE_API_BASE). Needs PAYMENTS_STRIPE_API_KEY=sk_test_…; skipped without it.
