@@ -425,7 +425,7 @@ async def test_reset_is_a_connection_error_without_work(sandbox: StripeSandbox, 
 
 
 async def test_stall_outlasts_the_client_timeout_without_work(sandbox: StripeSandbox) -> None:
-    impatient = stripe.HTTPXClient(timeout=0.2)
+    impatient = stripe.HTTPXClient(timeout=1.0)
     client = _stripe_client(sandbox, impatient)
     sandbox.inject("stall", stall_seconds=10.0)
     try:
@@ -480,7 +480,7 @@ async def test_fault_rate_is_seeded_and_reproducible(sandbox: StripeSandbox, raw
 def test_stop_wakes_a_stalled_request_promptly() -> None:
     sandbox = StripeSandbox().start()
     sandbox.inject("stall", stall_seconds=30)
-    with httpx.Client(base_url=sandbox.url, timeout=0.2) as plain, pytest.raises(httpx.ReadTimeout):
+    with httpx.Client(base_url=sandbox.url, timeout=1.0) as plain, pytest.raises(httpx.ReadTimeout):
         plain.get("/v1/refunds", headers=AUTH)
     started = time.monotonic()
     sandbox.stop()
