@@ -79,6 +79,7 @@ class PostgresWorkerStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._first_table = 0  # rotates, so a backlog in one table cannot starve the polls of the others
 
     async def claim_stalled(self, *, idle_seconds: float, limit: int, lease_seconds: float) -> list[StalledExecution]:
         async with self._db.connection() as conn:
@@ -100,8 +101,9 @@ class PostgresWorkerStore:
 
     async def claim_due_polls(self, *, limit: int, lease_seconds: float) -> list[PollTarget]:
         targets: list[PollTarget] = []
+        start, self._first_table = self._first_table, (self._first_table + 1) % len(_TABLES)
         async with self._db.connection() as conn:
-            for table, _, row_of in _TABLES:
+            for table, _, row_of in _TABLES[start:] + _TABLES[:start]:
                 if len(targets) >= limit:
                     break
                 for row in await conn.fetch(_CLAIM_POLLS[table], limit - len(targets), lease_seconds):

@@ -13,12 +13,13 @@ import pytest
 from server.app.store import Done, InFlight, KeyClaim, Pruned, Started, StoredReply
 from server.domain.errors import IdempotencyKeyReused
 from server.domain.idempotency import Operation
-from server.domain.model import Payment
+from server.domain.model import Payment, Payout, StripeAccountDestination
 from server.domain.money import Money
-from server.domain.states import PaymentStatus, ResourceType
+from server.domain.states import PaymentStatus, PayoutStatus, ResourceType
 from storage.database import Database, create_pool
 from storage.migrator import migrate_dsn
 from storage.operations_store import PostgresOperationStore
+from storage.worker_store import PostgresWorkerStore
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -110,8 +111,6 @@ async def test_claim_states(database_url: str) -> None:
 
 
 async def test_pruning_drops_old_reply_bodies_only(database_url: str) -> None:
-    from storage.worker_store import PostgresWorkerStore
-
     db = Database(await create_pool(database_url))
     try:
         store = PostgresOperationStore(db)
@@ -204,3 +203,33 @@ async def _select(db: Database, n: int) -> int:
     async with db.connection() as conn:
         value: int = await conn.fetchval("SELECT $1::int", n)
         return value
+
+
+async def test_a_backlog_of_payment_polls_does_not_starve_payout_polls(database_url: str) -> None:
+    """The poll claim is shared by three tables and bounded by the free job slots; it starts at another
+    table each time, so one table's backlog cannot keep the others waiting."""
+    db = Database(await create_pool(database_url))
+    try:
+        store = PostgresOperationStore(db)
+        for n in range(5):
+            started = await store.begin_charge(claim(f"polled-charge-{n}"), draft())
+            assert isinstance(started, Started)
+            await store.finish(started.lease, None, StoredReply(0, b"reply"))
+        payout = Payout(uuid.uuid4(), "c", PayoutStatus.PENDING, Money(700, "EUR"), StripeAccountDestination("acct_1"),
+                        False, "ref", "sandbox", None, None, AT, AT)  # fmt: skip
+        started_payout = await store.begin_payout(
+            KeyClaim("c", "polled-payout", Operation.PAYOUT, b"fp", 5.0, ""), payout
+        )
+        assert isinstance(started_payout, Started)
+        await store.finish(started_payout.lease, None, StoredReply(0, b"reply"))
+        async with db.connection() as conn:
+            for table in ("payments", "payouts"):
+                await conn.execute(
+                    f"UPDATE {table} SET next_poll_at = now() - interval '1 second' WHERE client_id = 'c'"
+                )
+        worker_store = PostgresWorkerStore(db)
+        claimed = [await worker_store.claim_due_polls(limit=2, lease_seconds=60) for _ in range(2)]
+        assert [len(c) for c in claimed] == [2, 2]
+        assert payout.id in {t.resource.id for t in claimed[1]}, "the payout waited behind the payments' backlog"
+    finally:
+        await db.close()
