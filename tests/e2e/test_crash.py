@@ -211,8 +211,9 @@ def test_sigkill_storm_keeps_every_charge_exactly_once(database_url: str, tmp_pa
     # The kills did hit PSP calls: some answers were lost with the process and replayed to a retry.
     assert kills_mid_psp >= 5
     assert redriven >= 1
-    # Sanity: the whole storm stays well inside its budget on two shared cores.
-    assert elapsed < 150
+    # Sanity: the whole storm stays well inside its budget on two shared cores (~35 s here; CI machines
+    # have run the suite three times slower).
+    assert elapsed < 300
 
 
 def test_a_key_the_killed_servers_worker_held_is_resumable_after_the_psp_budget(
