@@ -96,7 +96,7 @@ def test_a_stalled_status_lookup_holds_up_no_other_payout(database_url: str) -> 
         bank.sandbox.set_stall_seconds(stall)
         slow = bank.payout(sepa_payout("stalled-lookup"))
         bank.sandbox.inject("stall", method="GET", path_prefix=f"/v1/payment-status/{slow.psp_reference}")
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15  # the first poll is due 1 s after PROCESSING
         while not any(r.fault == "stall" for r in bank.sandbox.requests()) and time.monotonic() < deadline:
             time.sleep(0.02)
         stalled_at = time.monotonic()
