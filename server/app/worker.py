@@ -90,7 +90,7 @@ class BackgroundWorker:
         try:
             while not stop.is_set():
                 try:
-                    await self.claim(recoveries, polls)
+                    await self._claim(recoveries, polls)
                     await self._prune()
                 except DomainError as exc:  # the database is away: try again next round
                     log.warning("worker round skipped: %s", exc.message)
@@ -107,7 +107,7 @@ class BackgroundWorker:
                 log.info("worker stopped with %d jobs cut short; their leases let another worker resume them",
                          cancelled)  # fmt: skip
 
-    async def claim(self, recoveries: TaskLane, polls: TaskLane) -> None:
+    async def _claim(self, recoveries: TaskLane, polls: TaskLane) -> None:
         """Claims as many stalled executions and due polls as the lanes have free slots, and starts them."""
         policy = self._policy
         if recoveries.free > 0:
