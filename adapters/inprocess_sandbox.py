@@ -39,6 +39,7 @@ DECLINES: dict[str, Failure] = {
     "pm_card_chargeDeclinedExpiredCard": Failure("expired_card", "Your card has expired.", "expired_card"),
 }
 SUCCEEDING = frozenset({"pm_card_visa", "pm_card_mastercard", "pm_card_amex"})
+IN_PROCESS_KEY_TTL_SECONDS = 30 * 86400.0  # it keeps every key as long as it lives; reported like a PSP's
 REQUIRING_ACTION = frozenset({"pm_card_authenticationRequired", "pm_card_threeDSecure2Required"})
 
 
@@ -63,8 +64,10 @@ class InProcessSandbox:
         calls: MutableMapping[str, int] | None = None,
         results: MutableMapping[str, tuple[str, str, str, str, str]] | None = None,
         latency_seconds: float = 0.0,
+        lookup_window_seconds: float = IN_PROCESS_KEY_TTL_SECONDS,
     ) -> None:
         self._name = name
+        self._lookup_window_seconds = lookup_window_seconds
         # Calls are counted under this instance's own keys: several processes sharing the mapping never
         # race on one counter, so a shared total is exact.
         self._instance = uuid.uuid4().hex[:8]
@@ -78,6 +81,14 @@ class InProcessSandbox:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def key_ttl_seconds(self) -> float:
+        return IN_PROCESS_KEY_TTL_SECONDS
+
+    @property
+    def lookup_window_seconds(self) -> float:
+        return self._lookup_window_seconds
 
     # -- control, for tests -------------------------------------------------------------------
 

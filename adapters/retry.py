@@ -1,6 +1,7 @@
 """The one retry policy for every PSP call (tenacity).
 
-An adapter implements single attempts; `RetryingProvider` turns it into the PaymentProvider port:
+An adapter implements the PaymentProvider port with single attempts; `RetryingProvider` wraps it into the
+same port with retries:
 exponential backoff with full jitter, the PSP's Retry-After honoured, bounded by a number of attempts
 AND by the caller's remaining deadline (a wait that would outlive the deadline is not taken). Every
 attempt of one logical call carries the same PSP idempotency key, because the key is in the order.
@@ -14,7 +15,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type
 
@@ -26,28 +27,12 @@ from server.app.psp import (
     PaymentProvider,
     PayoutOrder,
     PspOutcome,
+    PspRejectedError,
     PspUnavailableError,
     RefundOrder,
 )
 
 T = TypeVar("T")
-
-
-class AttemptProvider(Protocol):
-    """A PSP adapter: each call is exactly one request to the PSP, honouring `deadline` as its timeout."""
-
-    @property
-    def name(self) -> str: ...
-
-    async def charge(self, order: ChargeOrder, deadline: Deadline) -> PspOutcome: ...
-
-    async def refund(self, order: RefundOrder, deadline: Deadline) -> PspOutcome: ...
-
-    async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome: ...
-
-    async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome: ...
-
-    def prepare_payout(self, order: PayoutOrder) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +64,7 @@ class RetryingProvider:
 
     def __init__(
         self,
-        inner: AttemptProvider,
+        inner: PaymentProvider,
         policy: RetryPolicy | None = None,
         observers: list[AttemptObserver] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -93,8 +78,13 @@ class RetryingProvider:
     def name(self) -> str:
         return self._inner.name
 
-    def add_observer(self, observer: AttemptObserver) -> None:
-        self._observers.append(observer)
+    @property
+    def key_ttl_seconds(self) -> float:
+        return self._inner.key_ttl_seconds
+
+    @property
+    def lookup_window_seconds(self) -> float:
+        return self._inner.lookup_window_seconds
 
     def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
         return self._inner.prepare_payout(order)
@@ -188,6 +178,11 @@ class RetryingProvider:
                     except PspUnavailableError as exc:
                         possibly_executed = possibly_executed or exc.possibly_executed
                         raise
+                    except PspRejectedError as exc:
+                        # A refusal after an attempt that may have executed proves nothing about that one.
+                        if possibly_executed and not exc.possibly_executed:
+                            raise exc.after_possible_execution() from exc
+                        raise
         except PspUnavailableError as exc:
             raise self._exhausted(operation, exc, possibly_executed) from exc
         raise AssertionError("unreachable: tenacity returns or raises")
@@ -239,7 +234,3 @@ class RetryingProvider:
                     attempt_span.set_attribute("psp.request_id", request_id)
                 for observer in self._observers:
                     observer(AttemptReport(self.name, operation, number, report, request_id, elapsed))
-
-
-def wrap(inner: AttemptProvider, policy: RetryPolicy | None = None) -> PaymentProvider:
-    return RetryingProvider(inner, policy)

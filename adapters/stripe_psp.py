@@ -9,6 +9,7 @@ operation can always be found again. The SDK's own retries are off: adapters.ret
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,11 +27,19 @@ from server.app.psp import (
     PspUnavailableError,
     RefundOrder,
 )
+from server.domain.finality import Rejection
 from server.domain.model import Failure, StripeAccountDestination
 
 log = logging.getLogger(__name__)
 
 STRIPE_API_BASE = "https://api.stripe.com"
+# Stripe honours an idempotency key for 24 hours ("Idempotent requests", Stripe API reference); resends
+# stop an hour earlier so a slow attempt cannot cross the edge. PAYMENTS_STRIPE_KEY_TTL_SECONDS overrides.
+STRIPE_KEY_TTL_SECONDS = 23 * 3600.0
+# Stripe keeps PaymentIntents, Refunds and Transfers retrievable, and findable by our metadata, long
+# after they end; recovery asks at least this long before it hands an operation to reconciliation.
+STRIPE_LOOKUP_WINDOW_SECONDS = 30 * 86400.0
+_SECRET_KEY = re.compile(r"\b([sr]k_(?:test|live)_)[A-Za-z0-9*]+")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 _INTENT_OUTCOMES = {
@@ -78,13 +87,30 @@ def _metadata(**ids: str) -> dict[str, str]:
 class StripeAdapter:
     """Single attempts against Stripe (wrap with adapters.retry.RetryingProvider)."""
 
-    def __init__(self, client: stripe.StripeClient, *, name: str = "stripe") -> None:
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        *,
+        name: str = "stripe",
+        key_ttl_seconds: float = STRIPE_KEY_TTL_SECONDS,
+        lookup_window_seconds: float = STRIPE_LOOKUP_WINDOW_SECONDS,
+    ) -> None:
         self._client = client
         self._name = name
+        self._key_ttl_seconds = key_ttl_seconds
+        self._lookup_window_seconds = lookup_window_seconds
 
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def key_ttl_seconds(self) -> float:
+        return self._key_ttl_seconds
+
+    @property
+    def lookup_window_seconds(self) -> float:
+        return self._lookup_window_seconds
 
     def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
         return {}
@@ -268,10 +294,28 @@ class _StripeErrors:
 
     def _rejected(self, exc: stripe.StripeError, where: str) -> PspRejectedError:
         code = exc.code or type(exc).__name__
+        # Stripe's text can name our (masked) API key: it goes to our log with any key redacted, never
+        # to a caller, who gets a message of our own.
+        text = redact_keys(str(exc.user_message or exc))
+        log.warning("%s refused (HTTP %s, %s): %s", where, exc.http_status, code, text)
         if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
-            log.error("%s: Stripe refused our credentials (%s); check PAYMENTS_STRIPE_API_KEY", where, code)
-        message = exc.user_message or f"Stripe refused the request ({code})"
-        return PspRejectedError(f"{message}", code=code, request_id=exc.request_id)
+            return PspRejectedError(
+                f"{where}: Stripe refused this service's credentials ({code})", code=code,
+                request_id=exc.request_id, rejection=Rejection.CREDENTIALS,
+            )  # fmt: skip
+        if isinstance(exc, stripe.IdempotencyError):
+            # The key was used before (e.g. a deploy changed the request's parameters): the first
+            # request reached Stripe, so this proves it may have executed. Look it up.
+            return PspRejectedError(
+                f"{where}: Stripe already holds a request under this idempotency key", code="idempotency_error",
+                request_id=exc.request_id, rejection=Rejection.KEY_USED,
+            )  # fmt: skip
+        return PspRejectedError(f"{where}: Stripe refused the request ({code})", code=code, request_id=exc.request_id)
+
+
+def redact_keys(text: str) -> str:
+    """Stripe secret and restricted keys, even masked ones, reduced to their prefix."""
+    return _SECRET_KEY.sub(r"\1[redacted]", text)
 
 
 def _retry_after(headers: Any) -> float | None:

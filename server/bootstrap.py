@@ -31,6 +31,7 @@ from server.app.operations import Operations
 from server.app.queries import Queries
 from server.app.worker import BackgroundWorker, WorkerPolicy
 from server.config import Settings
+from server.domain.finality import RecoverySchedule
 from server.runtime import GrpcServer
 from server.security.setup import build_identifier, check_startup, server_credentials
 from server.telemetry_setup import configure_telemetry, shutdown_telemetry, tracing_active
@@ -85,7 +86,10 @@ def build_providers(settings: Settings) -> Providers:
         api_key, api_base = SANDBOX_STRIPE_KEY, sandbox.url
         log.info("using the built-in Stripe sandbox", extra={"stripe_api_base": sandbox.url})
     http_client = stripe.HTTPXClient(timeout=STRIPE_HTTP_TIMEOUT_SECONDS)
-    cards = RetryingProvider(StripeAdapter(stripe_client(api_key, api_base, http_client)))
+    stripe_adapter = StripeAdapter(
+        stripe_client(api_key, api_base, http_client), key_ttl_seconds=settings.stripe_key_ttl_seconds
+    )
+    cards = RetryingProvider(stripe_adapter)
     bank_base, bank_token = settings.bank_api_base, settings.bank_api_token
     if not bank_base:
         bank_sandbox = BankSandbox().start()
@@ -118,7 +122,7 @@ class Core:
 
     def worker(self, settings: Settings, policy: WorkerPolicy | None) -> BackgroundWorker:
         policy = policy or WorkerPolicy(
-            idle_seconds=settings.recovery_idle_seconds,
+            recovery=settings.recovery_schedule(),
             reply_retention_seconds=settings.reply_retention_days * 86400.0,
             psp_budget_seconds=settings.psp_budget_seconds,
             # A key the worker held when its process died is resumable once the PSP budget has passed.
@@ -129,11 +133,18 @@ class Core:
         )
 
 
-def wire(settings: Settings, db: Database, providers: ProviderSet, policy: ExecutionPolicy | None = None) -> Core:
+def wire(
+    settings: Settings, db: Database, providers: ProviderSet, policy: ExecutionPolicy | None = None,
+    recovery: RecoverySchedule | None = None,
+) -> Core:  # fmt: skip
+    """`recovery` is the schedule the worker resumes released keys on (the settings' by default)."""
     reader = PostgresReader(db)
+    policy = policy or ExecutionPolicy(
+        psp_budget_seconds=settings.psp_budget_seconds, recovery=recovery or settings.recovery_schedule()
+    )
     operations = Operations(
         store=PostgresOperationStore(db), reader=reader, providers=providers, encoder=ProtoReplyEncoder(),
-        policy=policy or ExecutionPolicy(psp_budget_seconds=settings.psp_budget_seconds), now=utc_now,
+        policy=policy, now=utc_now,
     )  # fmt: skip
     return Core(db, reader, operations, providers)
 
@@ -199,7 +210,7 @@ async def start_service(
     if providers is None:
         owned = build_providers(settings)
         providers = owned.directory
-    core = wire(settings, db, providers, policy)
+    core = wire(settings, db, providers, policy, worker_policy.recovery if worker_policy else None)
     servicer = PaymentServicer(core.operations, Queries(core.reader), identifier or build_identifier(settings))
     traced = tracing_active() if tracing is None else tracing
     server = GrpcServer(servicer, interceptors=[aio_server_interceptor()] if traced else None)

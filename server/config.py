@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.domain.finality import RecoverySchedule
+
 
 class ConfigError(ValueError):
     """A configuration value is unusable; the message names the variable."""
@@ -73,6 +75,8 @@ class Settings:
     reply_retention_days: int = 30
     worker: bool = True  # the recovery worker and status poller run in this process
     recovery_idle_seconds: float = 5.0  # how long a stopped execution is left to its client
+    # How long Stripe's idempotency keys are re-sent (Stripe honours them 24 h); tests use seconds.
+    stripe_key_ttl_seconds: float = 23 * 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -105,6 +109,7 @@ class Settings:
             reply_retention_days=_int(env, "PAYMENTS_REPLY_RETENTION_DAYS", cls.reply_retention_days),
             worker=(env.get("PAYMENTS_WORKER") or "on").lower() not in ("off", "0", "false", "no"),
             recovery_idle_seconds=_float(env, "PAYMENTS_RECOVERY_IDLE_SECONDS", cls.recovery_idle_seconds),
+            stripe_key_ttl_seconds=_float(env, "PAYMENTS_STRIPE_KEY_TTL_SECONDS", cls.stripe_key_ttl_seconds),
         )
         settings.validate()
         return settings
@@ -125,6 +130,12 @@ class Settings:
             raise ConfigError("PAYMENTS_BANK_API_BASE needs PAYMENTS_BANK_API_TOKEN")
         if self.db_pool_size < 1:
             raise ConfigError("PAYMENTS_DB_POOL_SIZE must be at least 1")
+        if not 0 < self.stripe_key_ttl_seconds <= 24 * 3600:
+            raise ConfigError("PAYMENTS_STRIPE_KEY_TTL_SECONDS must be above 0 and at most 86400 (Stripe's 24 h)")
+
+    def recovery_schedule(self) -> RecoverySchedule:
+        """When stopped executions are resumed: the domain's schedule, with the configured idle time."""
+        return RecoverySchedule(idle_seconds=self.recovery_idle_seconds)
 
     def describe(self) -> dict[str, str]:
         """What the service runs with, safe to log: secrets only as set/unset."""

@@ -79,7 +79,7 @@ _CLAIM_PAYOUT = f"""
 UNFINISHED = "recovery_point <> 'finished'"
 
 _INSPECT = """
-    SELECT operation, fingerprint, resource_id, recovery_point, reply_code, reply_body, lock_token,
+    SELECT operation, fingerprint, resource_id, recovery_point, reply_code, reply_body, reply_final, lock_token,
            COALESCE(EXTRACT(EPOCH FROM locked_until - now()), 0)::float8 AS lease_left
     FROM idempotency_keys WHERE client_id = $1 AND idempotency_key = $2
 """
@@ -91,7 +91,7 @@ _TAKE_OVER = f"""
         updated_at = now()
     WHERE client_id = $1 AND idempotency_key = $2 AND {UNFINISHED}
       AND lock_token IS NOT DISTINCT FROM $5 AND (locked_until IS NULL OR locked_until <= now())
-    RETURNING 1
+    RETURNING executions, EXTRACT(EPOCH FROM now() - created_at)::float8 AS key_age
 """
 
 _STORE_ERROR = """
@@ -103,13 +103,15 @@ _STORE_ERROR = """
 
 _FINISH_KEY = f"""
     UPDATE idempotency_keys
-    SET recovery_point = 'finished', reply_code = $3, reply_body = $4, reply_stored_at = now(),
-        locked_until = NULL, lock_token = NULL, updated_at = now()
+    SET recovery_point = 'finished', reply_code = $3, reply_body = $4, reply_final = $5, reply_stored_at = now(),
+        locked_until = NULL, lock_token = NULL, recover_after = NULL, updated_at = now()
     WHERE client_id = $1 AND idempotency_key = $2 AND {UNFINISHED}
 """
 
 _RELEASE_KEY = """
-    UPDATE idempotency_keys SET locked_until = NULL, lock_token = NULL, updated_at = now()
+    UPDATE idempotency_keys
+    SET locked_until = NULL, lock_token = NULL, recover_after = now() + make_interval(secs => $4),
+        updated_at = now()
     WHERE client_id = $1 AND idempotency_key = $2 AND lock_token = $3
 """
 
@@ -148,12 +150,13 @@ _TRANSITION_SQL = {rtype: _transition_sql(rtype) for rtype in ResourceType}
 
 def _finish_with_transition_sql(rtype: ResourceType) -> str:
     first_free = 13 if rtype is ResourceType.REFUND else 14  # after the transition's own parameters
-    key, code, body = (f"${first_free + i}" for i in range(3))
+    key, code, body, final = (f"${first_free + i}" for i in range(4))
     return f"""
         WITH moved AS ({_TRANSITION_SQL[rtype]})
         UPDATE idempotency_keys
-        SET recovery_point = 'finished', reply_code = {code}, reply_body = {body}, reply_stored_at = now(),
-            locked_until = NULL, lock_token = NULL, updated_at = now()
+        SET recovery_point = 'finished', reply_code = {code}, reply_body = {body}, reply_final = {final},
+            reply_stored_at = now(), locked_until = NULL, lock_token = NULL, recover_after = NULL,
+            updated_at = now()
         WHERE client_id = $2 AND idempotency_key = {key} AND {UNFINISHED}
           AND EXISTS (SELECT 1 FROM moved)
         RETURNING 1
@@ -304,19 +307,21 @@ class PostgresOperationStore:
         if row["operation"] != str(claim.operation) or bytes(row["fingerprint"]) != claim.fingerprint:
             raise IdempotencyKeyReused()
         if row["recovery_point"] == "finished":
-            if row["reply_body"] is not None:
+            # A reply showing an unfinished state is not replayed: the resource may have moved on since.
+            if row["reply_body"] is not None and (row["reply_final"] or row["resource_id"] is None):
                 return Done(StoredReply(row["reply_code"], bytes(row["reply_body"])), replayed=True)
             return Pruned(row["resource_id"])
         if row["lease_left"] > 0:
             return InFlight(min(max(row["lease_left"], 0.05), 1.0))
         token = uuid.uuid4()
-        won = await conn.fetchval(_TAKE_OVER, claim.client_id, claim.key, claim.lease_seconds, token, row["lock_token"])
+        won = await conn.fetchrow(_TAKE_OVER, claim.client_id, claim.key, claim.lease_seconds, token, row["lock_token"])
         if won is None:
             return InFlight(0.05)
         resource = await load(conn, claim.client_id, row["resource_id"])
         if resource is None:
             raise RuntimeError("idempotency key points at a missing resource")
-        return Started(resource, Lease(claim.client_id, claim.key, token), resumed=True)
+        lease = Lease(claim.client_id, claim.key, token)
+        return Started(resource, lease, resumed=True, executions=won["executions"], key_age_seconds=won["key_age"])
 
     # -- phase 3 -------------------------------------------------------------------------------
 
@@ -325,7 +330,7 @@ class PostgresOperationStore:
             if transition is not None and transition.refund_settlement is None:
                 # The common case in one statement (one round trip): the conditional transition and the
                 # key's completion, which only happens if the transition did.
-                args = [*_transition_args(transition), lease.key, reply.code, reply.body]
+                args = [*_transition_args(transition), lease.key, reply.code, reply.body, reply.final]
                 if await conn.fetchval(_FINISH_WITH_TRANSITION[transition.resource], *args) is not None:
                     return reply
             else:
@@ -333,7 +338,11 @@ class PostgresOperationStore:
                     moved = await apply_transition(conn, transition) if transition else True
                     finished = (
                         moved
-                        and (await conn.execute(_FINISH_KEY, lease.client_id, lease.key, reply.code, reply.body))
+                        and (
+                            await conn.execute(
+                                _FINISH_KEY, lease.client_id, lease.key, reply.code, reply.body, reply.final
+                            )
+                        )
                         == "UPDATE 1"
                     )
                     if finished:
@@ -341,11 +350,11 @@ class PostgresOperationStore:
             # Someone else finished this execution first (a retry that took over, the recovery worker).
             row = await conn.fetchrow(_INSPECT, lease.client_id, lease.key)
         if row is not None and row["recovery_point"] == "finished" and row["reply_body"] is not None:
-            return StoredReply(row["reply_code"], bytes(row["reply_body"]))
+            return StoredReply(row["reply_code"], bytes(row["reply_body"]), row["reply_final"])
         raise IdempotencyKeyInUse(0.1)
 
-    async def release(self, lease: Lease, transition: Transition | None) -> None:
+    async def release(self, lease: Lease, transition: Transition | None, recover_in_seconds: float) -> None:
         async with self._db.connection() as conn, conn.transaction():
             if transition is not None:
                 await apply_transition(conn, transition)
-            await conn.execute(_RELEASE_KEY, lease.client_id, lease.key, lease.token)
+            await conn.execute(_RELEASE_KEY, lease.client_id, lease.key, lease.token, recover_in_seconds)

@@ -23,7 +23,7 @@ _CLAIM_STALLED = """
     WITH stalled AS (
         SELECT client_id, idempotency_key FROM idempotency_keys
         WHERE recovery_point = 'started' AND (locked_until IS NULL OR locked_until <= now())
-          AND updated_at <= now() - make_interval(secs => $1)
+          AND COALESCE(recover_after, updated_at + make_interval(secs => $1)) <= now()
         ORDER BY updated_at
         LIMIT $2
         FOR UPDATE SKIP LOCKED
@@ -37,12 +37,13 @@ _CLAIM_STALLED = """
               k.trace_context, EXTRACT(EPOCH FROM now() - k.created_at)::float8 AS key_age
 """
 
-# A replay past the retention period is answered from the resource's current state (see Pruned).
+# A replay past the retention period is answered from the resource's current state (see Pruned). Stored
+# errors are kept: there is no resource to rebuild them from.
 _PRUNE_REPLIES = """
     UPDATE idempotency_keys SET reply_body = NULL
     WHERE ctid IN (
         SELECT ctid FROM idempotency_keys
-        WHERE reply_body IS NOT NULL AND reply_stored_at < now() - make_interval(secs => $1)
+        WHERE reply_body IS NOT NULL AND reply_code = 0 AND reply_stored_at < now() - make_interval(secs => $1)
         LIMIT $2
         FOR UPDATE SKIP LOCKED
     )
@@ -93,10 +94,10 @@ class PostgresWorkerStore:
                 if resource is None:  # cannot happen: the key and its resource are created together
                     continue
                 lease = Lease(row["client_id"], row["idempotency_key"], row["lock_token"])
-                claimed.append(StalledExecution(
-                    Started(resource, lease, resumed=True), row["idempotency_key"], operation,
-                    row["executions"], row["key_age"], row["trace_context"],
-                ))  # fmt: skip
+                started = Started(
+                    resource, lease, resumed=True, executions=row["executions"], key_age_seconds=row["key_age"]
+                )
+                claimed.append(StalledExecution(started, row["idempotency_key"], operation, row["trace_context"]))
         return claimed
 
     async def claim_due_polls(self, *, limit: int, lease_seconds: float) -> list[PollTarget]:

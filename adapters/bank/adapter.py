@@ -51,6 +51,7 @@ from server.app.psp import (
     PspUnavailableError,
     RefundOrder,
 )
+from server.domain.finality import Rejection
 from server.domain.model import Failure, SepaDestination
 from server.domain.sepa_text import SepaTextError
 
@@ -107,6 +108,12 @@ _REASON_TEXT: Final[dict[str, str]] = {
 _DUPLICATE_REASONS: Final = frozenset({"AM05", "DUPL"})
 
 
+# The gateway keeps idempotency keys and EndToEndIds (its duplicate check) for 30 days in our contract
+# with it, and answers status look-ups by EndToEndId for 90 days. Another bank: pass its figures.
+BANK_KEY_TTL_SECONDS: Final = 30 * 86400.0
+BANK_LOOKUP_WINDOW_SECONDS: Final = 90 * 86400.0
+
+
 class SepaTransferInvalidError(PspRejectedError):
     """The payout cannot become a valid SEPA credit transfer; raised before any HTTP request.
 
@@ -142,6 +149,8 @@ class BankTransferAdapter:
         *,
         name: str = "bank",
         http: httpx.AsyncClient | None = None,
+        key_ttl_seconds: float = BANK_KEY_TTL_SECONDS,
+        lookup_window_seconds: float = BANK_LOOKUP_WINDOW_SECONDS,
     ) -> None:
         if not api_token.strip() or any(char in api_token for char in "\r\n\x00"):
             # A bad token is configuration, found at startup rather than as 401s on live payouts.
@@ -150,6 +159,8 @@ class BankTransferAdapter:
         self._token = api_token.strip()
         self._debtor = debtor
         self._name = name
+        self._key_ttl_seconds = key_ttl_seconds
+        self._lookup_window_seconds = lookup_window_seconds
         self._owns_http = http is None
         # The client default is only a backstop: every request passes its own deadline-derived timeout.
         self._http = http if http is not None else httpx.AsyncClient(timeout=MAX_REQUEST_SECONDS)
@@ -157,6 +168,14 @@ class BankTransferAdapter:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def key_ttl_seconds(self) -> float:
+        return self._key_ttl_seconds
+
+    @property
+    def lookup_window_seconds(self) -> float:
+        return self._lookup_window_seconds
 
     async def aclose(self) -> None:
         """Close the HTTP client if this adapter created it (a shared one belongs to its owner)."""
@@ -509,6 +528,14 @@ _REJECTION_CODES: Final[dict[int, str]] = {
 }
 
 
+# 401/403 refuse our token (configuration, never the payout's failure); 422 says the key was used before.
+_REJECTIONS: Final[dict[int, Rejection]] = {
+    401: Rejection.CREDENTIALS,
+    403: Rejection.CREDENTIALS,
+    422: Rejection.KEY_USED,
+}
+
+
 def _http_error(operation: str, response: httpx.Response, request_id: str | None) -> Exception:
     """The error for a non-success HTTP status (raised by the caller)."""
     status = response.status_code
@@ -528,4 +555,6 @@ def _http_error(operation: str, response: httpx.Response, request_id: str | None
         )
     if status == 422 and code is None:
         code = "idempotency_key_reused"
-    return PspRejectedError(what, code=code or _REJECTION_CODES.get(status, f"http_{status}"), request_id=request_id)
+    code = code or _REJECTION_CODES.get(status, f"http_{status}")
+    rejection = _REJECTIONS.get(status, Rejection.REQUEST)
+    return PspRejectedError(what, code=code, request_id=request_id, rejection=rejection)

@@ -1,11 +1,12 @@
-"""The atomic phases of design.md §3, written once for charges, refunds and payouts.
+"""The atomic phases of the idempotency contract (docs/contract.md), written once for every operation.
 
 Phase 1 (`begin`, one transaction): claim the key and create the resource, or learn that the key is
 finished (replay), in flight (wait briefly, then IDEMPOTENCY_KEY_IN_USE), reused with another request
 (IDEMPOTENCY_KEY_REUSED) or stopped at a recovery point (resume). Phase 2: call the PSP with no
 transaction open, with the PSP key derived from (client, key, operation). Phase 3 (`finish`, one
-transaction): record the transition and the reply. If the PSP cannot be reached or its answer is lost,
-the key is released unfinished and the caller gets PSP_UNAVAILABLE; a retry re-drives the same PSP key.
+transaction): record the transition and the reply. If the PSP cannot be reached, its answer is lost or
+it refuses in a way that proves nothing (the finality rule), the key is released unfinished and the
+caller gets PSP_UNAVAILABLE; a retry re-drives the same PSP key while the PSP honours it.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
 from server.app import telemetry
+from server.app.alerts import credentials_refused
 from server.app.context import CallContext
 from server.app.deadline import Deadline
 from server.app.flows import Flow
@@ -36,9 +38,11 @@ from server.app.store import (
     Transition,
 )
 from server.domain.errors import IdempotencyKeyInUse, IdempotencyKeyReused, PspUnavailable
+from server.domain.finality import RecoverySchedule, Verdict, judge_rejection
 from server.domain.idempotency import Operation
 from server.domain.ids import format_id, id_kind
 from server.domain.model import Failure, Payment, Payout, Refund
+from server.domain.states import is_final
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ class ExecutionPolicy:
     default_retry_after_seconds: float = 1.0
     # Time kept back from the caller's deadline to record the outcome and answer before gRPC gives up.
     reply_margin_seconds: float = 0.05
+    # When the recovery worker resumes an execution released without a final answer.
+    recovery: RecoverySchedule = field(default_factory=RecoverySchedule)
 
     def lease_seconds(self, deadline: Deadline) -> float:
         return deadline.clamp(self.psp_budget_seconds) + self.lease_margin_seconds
@@ -115,42 +121,78 @@ async def drive(
     *,
     flow: Flow[R],
     started: Started[R],
-    call_psp: Callable[[Deadline], Awaitable[PspOutcome]],
+    send: Callable[[Deadline], Awaitable[PspOutcome]],
+    look_up: Callable[[Deadline], Awaitable[PspOutcome]],
     store: OperationStore,
     encode: Callable[[R], bytes],
     ctx: CallContext,
     policy: ExecutionPolicy,
     now: Callable[[], datetime],
 ) -> Reply:
-    """Phases 2 and 3 for a started (or resumed) execution."""
+    """Phases 2 and 3 for a started (or resumed) execution: `send` (re)sends it, `look_up` asks the PSP
+    what became of it. What a PSP error proves is decided by the finality rule (domain/finality.py)."""
     resource = started.resource
-    telemetry.annotate(
-        **{f"{flow.resource_type}.id": format_id(id_kind(flow.resource_type), resource.id), "psp": resource.psp}
-    )
+    public_id = format_id(id_kind(flow.resource_type), resource.id)
+    telemetry.annotate(**{f"{flow.resource_type}.id": public_id, "psp": resource.psp})
+    deadline = policy.psp_deadline(ctx.deadline)
     try:
-        outcome = await call_psp(policy.psp_deadline(ctx.deadline))
+        outcome = await send(deadline)
     except PspUnavailableError as exc:
-        transition = flow.in_progress(resource, ctx.actor, now()) if exc.possibly_executed else None
-        await asyncio.shield(_release(store, started, transition))
-        retry_after = exc.retry_after or policy.default_retry_after_seconds
+        await _stop_unfinished(flow, started, store, ctx, policy, now, possibly_executed=exc.possibly_executed)
         raise PspUnavailable(
             "the payment provider did not give a final answer; retry with the same idempotency key",
-            retry_after,
+            exc.retry_after or policy.default_retry_after_seconds,
         ) from exc
     except PspRejectedError as exc:
-        log.error("psp rejected the request: %s (code %s)", exc, exc.code)
-        outcome = PspOutcome(OutcomeKind.FAILED, failure=Failure(exc.code, str(exc)))
+        verdict = judge_rejection(exc.rejection, resumed=started.resumed, possibly_executed=exc.possibly_executed)
+        if verdict is Verdict.RETRY_LATER:
+            credentials_refused(resource.psp, exc.code, public_id)
+            await _stop_unfinished(flow, started, store, ctx, policy, now, possibly_executed=exc.possibly_executed)
+            raise PspUnavailable(
+                "the payment provider is unavailable; retry with the same idempotency key",
+                policy.default_retry_after_seconds,
+            ) from exc
+        if verdict is Verdict.FAIL:
+            log.error("psp rejected a request that never executed: %s (code %s)", exc, exc.code)
+            outcome = PspOutcome(OutcomeKind.FAILED, failure=Failure(exc.code, _REJECTED_MESSAGE))
+        else:
+            log.warning("psp rejected a request that may have executed (%s): looking it up", exc.code)
+            outcome = await _ask(look_up, deadline)
     if outcome.kind is OutcomeKind.UNKNOWN:
-        await asyncio.shield(_release(store, started, flow.in_progress(resource, ctx.actor, now())))
+        await _stop_unfinished(flow, started, store, ctx, policy, now, possibly_executed=True)
         raise PspUnavailable(
             "the payment provider's answer was lost; retry with the same idempotency key",
             policy.default_retry_after_seconds,
         )
     transition = flow.decide(resource, outcome, ctx.actor, now())
     final = flow.apply(resource, transition) if transition else resource
+    reply = StoredReply(0, encode(final), final=is_final(flow.resource_type, str(final.status)))
     # Shielded: once the PSP has answered, the outcome is recorded even if the caller goes away.
-    stored = await asyncio.shield(_finish(store, started, transition, StoredReply(0, encode(final))))
+    stored = await asyncio.shield(_finish(store, started, transition, reply))
     return Reply.of(stored, replayed=False)
+
+
+_REJECTED_MESSAGE = "the payment provider refused the request"
+
+
+async def _ask(look_up: Callable[[Deadline], Awaitable[PspOutcome]], deadline: Deadline) -> PspOutcome:
+    """The PSP's view of the operation; no answer is no evidence (UNKNOWN)."""
+    try:
+        return await look_up(deadline)
+    except (PspUnavailableError, PspRejectedError) as exc:
+        log.info("look-up gave no answer: %s", exc)
+        return PspOutcome(OutcomeKind.UNKNOWN)
+
+
+async def _stop_unfinished(
+    flow: Flow[R], started: Started[R], store: OperationStore, ctx: CallContext, policy: ExecutionPolicy,
+    now: Callable[[], datetime], *, possibly_executed: bool,
+) -> None:  # fmt: skip
+    """No final answer: the resource shows it is in progress if the PSP may have it, and the key goes
+    back, resumable by a client retry at once or by the recovery worker after the schedule's delay."""
+    transition = flow.in_progress(started.resource, ctx.actor, now()) if possibly_executed else None
+    recover_in = policy.recovery.delay(started.executions, started.key_age_seconds)
+    await asyncio.shield(_release(store, started, transition, recover_in))
 
 
 async def _finish(
@@ -160,9 +202,11 @@ async def _finish(
         return await store.finish(started.lease, transition, reply)
 
 
-async def _release(store: OperationStore, started: Started[R], transition: Transition | None) -> None:
+async def _release(
+    store: OperationStore, started: Started[R], transition: Transition | None, recover_in: float
+) -> None:
     with telemetry.span("idempotency.complete", {"idempotency.recovery_point": "started"}):
-        await store.release(started.lease, transition)
+        await store.release(started.lease, transition, recover_in)
 
 
 def key_claim(

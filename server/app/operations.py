@@ -19,11 +19,12 @@ from server.app.psp import OutcomeKind, ProviderDirectory, PspOutcome, PspReject
 from server.app.replies import Reply, ReplyEncoder
 from server.app.store import OperationStore, ResourceReader, Started, StoredReply
 from server.domain.errors import NotFound
+from server.domain.finality import may_resend
 from server.domain.idempotency import Operation
 from server.domain.ids import IdKind, new_id, parse_id
 from server.domain.model import Payment, Payout, Refund
 from server.domain.money import Money
-from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus
+from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus, is_final
 
 R = TypeVar("R", Payment, Refund, Payout)
 PspCall = Callable[[Deadline], Awaitable[PspOutcome]]
@@ -116,21 +117,28 @@ class Operations:
     # -- execution from stored data -------------------------------------------------------------
 
     async def resume(
-        self, started: Started[Payment] | Started[Refund] | Started[Payout], key: str, ctx: CallContext,
-        *, lookup_only: bool = False,
-    ) -> Reply:  # fmt: skip
+        self, started: Started[Payment] | Started[Refund] | Started[Payout], key: str, ctx: CallContext
+    ) -> Reply:
         """Drives the PSP for an execution this caller now owns, with the same PSP key as every earlier
-        attempt; `lookup_only` asks the PSP what became of it instead of sending it again."""
+        attempt. Past the PSP's key lifetime a resend would execute again, so from then on, on every path
+        (client retry, recovery worker), the PSP is only asked what became of it."""
         send, ask = await self._psp_calls(started.resource, key)
-        return await self._complete(started, ask if lookup_only else send, ctx, settle=False)
+        ttl = self._providers.by_name(started.resource.psp).key_ttl_seconds
+        resend = may_resend(started.key_age_seconds, ttl)
+        return await self._complete(started, send if resend else ask, ask, ctx, settle=False)
 
     async def settle(
         self, started: Started[Payment] | Started[Refund] | Started[Payout], key: str, ctx: CallContext
     ) -> Reply:
-        """After the bounded tries: ask the PSP what happened and record its evidence, or, without
+        """Past the PSP's look-up window: ask the PSP once more and record its evidence, or, without
         evidence either way, move the resource to REQUIRES_RECONCILIATION (never FAILED)."""
         _, ask = await self._psp_calls(started.resource, key)
-        return await self._complete(started, ask, ctx, settle=True)
+        return await self._complete(started, ask, ask, ctx, settle=True)
+
+    async def look_up(self, resource: Payment | Refund | Payout, key: str, deadline: Deadline) -> PspOutcome:
+        """The PSP's current view of a stored operation (status polls, operator re-checks)."""
+        _, ask = await self._psp_calls(resource, key)
+        return await ask(deadline)
 
     async def _psp_calls(self, resource: Payment | Refund | Payout, key: str) -> tuple[PspCall, PspCall]:
         """The call that (re)sends this execution and the lookup of what became of it, both built from
@@ -148,25 +156,25 @@ class Operations:
         return (lambda d: provider.payout(payout, d)), (lambda d: provider.lookup(payout, reference, d))
 
     async def _complete(
-        self, started: Started[Payment] | Started[Refund] | Started[Payout], call: PspCall, ctx: CallContext,
-        *, settle: bool,
+        self, started: Started[Payment] | Started[Refund] | Started[Payout], call: PspCall, ask: PspCall,
+        ctx: CallContext, *, settle: bool,
     ) -> Reply:  # fmt: skip
         """Phases 2 and 3 with the resource type's flow and reply encoder."""
         if _is_payment(started):
-            return await self._finish(PaymentFlow(), started, call, self._encoder.charge, ctx, settle)
+            return await self._finish(PaymentFlow(), started, call, ask, self._encoder.charge, ctx, settle)
         if _is_refund(started):
-            return await self._finish(RefundFlow(), started, call, self._encoder.refund, ctx, settle)
+            return await self._finish(RefundFlow(), started, call, ask, self._encoder.refund, ctx, settle)
         assert _is_payout(started)
-        return await self._finish(PayoutFlow(), started, call, self._encoder.payout, ctx, settle)
+        return await self._finish(PayoutFlow(), started, call, ask, self._encoder.payout, ctx, settle)
 
     async def _finish(
-        self, flow: Flow[R], started: Started[R], call: PspCall, encode: Callable[[R], bytes], ctx: CallContext,
-        settle: bool,
+        self, flow: Flow[R], started: Started[R], call: PspCall, ask: PspCall, encode: Callable[[R], bytes],
+        ctx: CallContext, settle: bool,
     ) -> Reply:  # fmt: skip
         if settle:
-            return await self._settle(flow, started, call, encode, ctx)
+            return await self._settle(flow, started, ask, encode, ctx)
         return await drive(
-            flow=flow, started=started, call_psp=call, store=self._store, encode=encode, ctx=ctx,
+            flow=flow, started=started, send=call, look_up=ask, store=self._store, encode=encode, ctx=ctx,
             policy=self._policy, now=self._now,
         )  # fmt: skip
 
@@ -183,7 +191,8 @@ class Operations:
         else:
             transition = flow.decide(resource, outcome, ctx.actor, self._now())
         final = flow.apply(resource, transition) if transition else resource
-        stored = await self._store.finish(started.lease, transition, StoredReply(0, encode(final)))
+        reply = StoredReply(0, encode(final), final=is_final(flow.resource_type, str(final.status)))
+        stored = await self._store.finish(started.lease, transition, reply)
         return Reply.of(stored, replayed=False)
 
     def _rebuild(self, ctx: CallContext, kind: IdKind) -> Callable[[uuid.UUID], Awaitable[Reply]]:

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from server.app.deadline import Deadline
+from server.domain.finality import Rejection
 from server.domain.model import Failure, PayoutDestination
 from server.domain.money import Money
 
@@ -102,12 +103,31 @@ class PspUnavailableError(PspError):
 
 
 class PspRejectedError(PspError):
-    """Final and not the customer's doing: bad credentials, a request the PSP refuses. Alert."""
+    """The PSP refused the request. What that proves is the finality rule's call
+    (server/domain/finality.py): `rejection` says why, and `possibly_executed` is true when an earlier
+    attempt of the same call may have reached the PSP (a timeout or a lost answer before the refusal).
+    """
 
-    def __init__(self, message: str, *, code: str = "psp_rejected", request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "psp_rejected",
+        request_id: str | None = None,
+        rejection: Rejection = Rejection.REQUEST,
+        possibly_executed: bool = False,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.request_id = request_id
+        self.rejection = rejection
+        self.possibly_executed = possibly_executed
+
+    def after_possible_execution(self) -> PspRejectedError:
+        """The same refusal, known to follow an attempt that may have executed."""
+        return PspRejectedError(
+            str(self), code=self.code, request_id=self.request_id, rejection=self.rejection, possibly_executed=True
+        )
 
 
 class PaymentProvider(Protocol):
@@ -115,6 +135,16 @@ class PaymentProvider(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def key_ttl_seconds(self) -> float:
+        """How long the PSP honours an idempotency key; past it a resend would execute again."""
+        ...
+
+    @property
+    def lookup_window_seconds(self) -> float:
+        """How long the PSP can still be asked about an operation (by its id or our metadata)."""
+        ...
 
     async def charge(self, order: ChargeOrder, deadline: Deadline) -> PspOutcome: ...
 

@@ -25,10 +25,16 @@ R_co = TypeVar("R_co", covariant=True)
 
 @dataclass(frozen=True, slots=True)
 class StoredReply:
-    """The reply as sent: gRPC code 0 with the response bytes, or a code with google.rpc.Status bytes."""
+    """The reply as sent: gRPC code 0 with the response bytes, or a code with google.rpc.Status bytes.
+
+    `final` is false when the reply shows a resource the PSP has not finished (PROCESSING,
+    REQUIRES_RECONCILIATION, ...): a replay then answers the resource's current state instead, so a
+    key replays its true outcome once there is one.
+    """
 
     code: int
     body: bytes
+    final: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +58,17 @@ class Lease:
 
 @dataclass(frozen=True, slots=True)
 class Started(Generic[R_co]):
-    """This request now executes the operation; `resumed` when an earlier attempt stopped midway."""
+    """This request now executes the operation; `resumed` when an earlier attempt stopped midway.
+
+    `executions` counts the key's executions, this one included, and `key_age_seconds` is the time
+    since the key was first claimed: the finality rule and the PSP's key lifetime need both.
+    """
 
     resource: R_co
     lease: Lease
     resumed: bool
+    executions: int = 1
+    key_age_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +81,8 @@ class Done:
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
-    """Finished long ago; the stored reply was pruned, the reply is rebuilt from the resource."""
+    """Finished, with no stored reply worth replaying (pruned after the retention period, or showing a
+    state the PSP had not finished): the reply is rebuilt from the resource's current state."""
 
     resource_id: uuid.UUID
 
@@ -126,8 +139,9 @@ class OperationStore(Protocol):
         """Records the outcome and stores the reply; returns the reply the key holds afterwards."""
         ...
 
-    async def release(self, lease: Lease, transition: Transition | None) -> None:
-        """Gives the key back unfinished (PSP unavailable or answer lost) so a retry can resume it."""
+    async def release(self, lease: Lease, transition: Transition | None, recover_in_seconds: float) -> None:
+        """Gives the key back unfinished (PSP unavailable or answer lost) so a retry can resume it; the
+        recovery worker resumes it after `recover_in_seconds` unless a client does first."""
         ...
 
 
@@ -138,8 +152,6 @@ class StalledExecution:
     started: Started[Payment] | Started[Refund] | Started[Payout]
     key: str
     operation: Operation
-    executions: int  # how many times the key was started, this claim included
-    key_age_seconds: float
     trace_context: str | None
 
 

@@ -1,14 +1,14 @@
-"""The background worker: recovery of stopped executions and status polling (design.md §6).
+"""The background worker: recovery of stopped executions and status polling (docs/contract.md, "Recovery").
 
 Runs in every `payments serve` process (and alone as `payments worker`); every claim is exclusive in
 PostgreSQL, so any number of workers cooperate. Recovery: a key stopped at a recovery point (PSP
-unavailable, lost answer, crashed server) and left alone by its client for `idle_seconds` is resumed
-with the same PSP key while the PSP still honours it, looked up afterwards; after `max_attempts` the
-PSP is asked what happened, and without evidence the resource goes to REQUIRES_RECONCILIATION, never
-to FAILED. Polling: resources the PSP finishes later (SEPA payouts, Stripe "processing") are looked up
-with backoff until they reach their end, and paid payouts until the return window closes. Each recovery
-and each poll runs as its own job, up to `concurrency` of each kind at once, so a PSP that holds one
-call delays only that resource.
+unavailable, lost answer, crashed server) is resumed on the recovery schedule (domain/finality.py):
+re-sent with the same PSP key while the PSP honours it, looked up afterwards, for as long as the PSP
+can be asked. Only past that window, without evidence, does the resource go to REQUIRES_RECONCILIATION
+(never FAILED), which is still looked up daily. Polling: resources the PSP finishes later (SEPA payouts,
+Stripe "processing") are looked up with backoff until they reach their end, and paid payouts until the
+return window closes. Each recovery and each poll runs as its own job, up to `concurrency` of each kind
+at once, so a PSP that holds one call delays only that resource.
 """
 
 from __future__ import annotations
@@ -17,20 +17,21 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from server.app import telemetry
+from server.app.alerts import credentials_refused, reconciliation_required
 from server.app.context import CallContext
 from server.app.deadline import Deadline
 from server.app.flows import PaymentFlow, PayoutFlow, RefundFlow
 from server.app.operations import Operations
-from server.app.orders import charge_order, payout_order, refund_order
-from server.app.psp import Order, OutcomeKind, ProviderDirectory, PspOutcome, PspRejectedError, PspUnavailableError
+from server.app.psp import OutcomeKind, ProviderDirectory, PspOutcome, PspRejectedError, PspUnavailableError
 from server.app.store import PollTarget, ResourceReader, StalledExecution, Transition, WorkerStore
 from server.app.task_lane import TaskLane
 from server.domain.errors import DomainError
-from server.domain.ids import IdKind, format_id
+from server.domain.finality import RecoverySchedule, Rejection, still_looking
+from server.domain.ids import format_id, id_kind
 from server.domain.model import Payment, Payout, Refund, SepaDestination
 from server.domain.states import PayoutStatus, ResourceType, awaits_psp
 
@@ -43,10 +44,9 @@ POLLER_ACTOR = "worker:status-poller"
 @dataclass(frozen=True, slots=True)
 class WorkerPolicy:
     interval_seconds: float = 0.5
-    idle_seconds: float = 5.0  # a stopped key is left to its client this long before the worker resumes it
+    # When a stopped key is resumed (a crashed server's key: once idle this long since it was claimed).
+    recovery: RecoverySchedule = field(default_factory=RecoverySchedule)
     concurrency: int = 50  # recoveries, and polls, in flight at once (each kind)
-    max_attempts: int = 5  # executions of one key before the worker settles it by lookup
-    psp_key_ttl_seconds: float = 23 * 3600  # Stripe honours idempotency keys for 24 h
     lease_seconds: float = 30.0
     psp_budget_seconds: float = 10.0
     first_poll_seconds: float = 1.0
@@ -112,7 +112,7 @@ class BackgroundWorker:
         policy = self._policy
         if recoveries.free > 0:
             stalled = await self._store.claim_stalled(
-                idle_seconds=policy.idle_seconds, limit=recoveries.free, lease_seconds=policy.lease_seconds
+                idle_seconds=policy.recovery.idle_seconds, limit=recoveries.free, lease_seconds=policy.lease_seconds
             )
             for execution in stalled:
                 recoveries.start(self._recover(execution))
@@ -135,7 +135,7 @@ class BackgroundWorker:
     async def _recover(self, stalled: StalledExecution) -> None:
         attributes: dict[str, str | bool | int] = {
             "resource.id": _public_id(stalled.started.resource), "psp": stalled.started.resource.psp,
-            "recovery.execution": stalled.executions,
+            "recovery.execution": stalled.started.executions,
         }  # fmt: skip
         with telemetry.span("worker.recover", attributes, links=telemetry.links_to(stalled.trace_context)):
             await self._recover_traced(stalled)
@@ -147,18 +147,17 @@ class BackgroundWorker:
             trace_context=stalled.trace_context,
             acting=RECOVERY_ACTOR,
         )
-        resource = stalled.started.resource
-        if stalled.executions > self._policy.max_attempts:
-            await self._ops.settle(stalled.started, stalled.key, ctx)
-            after = await self._current_status(resource)
-            if after == "REQUIRES_RECONCILIATION":
-                self._alert(resource, stalled.executions)
+        started = stalled.started
+        window = self._providers.by_name(started.resource.psp).lookup_window_seconds
+        if not still_looking(started.key_age_seconds, window):
+            await self._ops.settle(started, stalled.key, ctx)
+            if await self._current_status(started.resource) == "REQUIRES_RECONCILIATION":
+                self._alert(started.resource)
             return
-        lookup_only = stalled.key_age_seconds > self._policy.psp_key_ttl_seconds
         try:
-            await self._ops.resume(stalled.started, stalled.key, ctx, lookup_only=lookup_only)
-        except DomainError as exc:  # still no answer: the key was released, a later pass retries
-            log.info("recovery attempt %d of %s: %s", stalled.executions, _public_id(resource), exc.message)
+            await self._ops.resume(started, stalled.key, ctx)
+        except DomainError as exc:  # still no answer: the key went back with its next recovery time
+            log.info("recovery execution %d of %s: %s", started.executions, _public_id(started.resource), exc.message)
 
     async def _current_status(self, resource: Payment | Refund | Payout) -> str | None:
         if isinstance(resource, Payment):
@@ -169,14 +168,9 @@ class BackgroundWorker:
             current = await self._reader.get_payout(resource.client_id, resource.id)
         return str(current.status) if current else None
 
-    def _alert(self, resource: Payment | Refund | Payout, attempts: int) -> None:
+    def _alert(self, resource: Payment | Refund | Payout) -> None:
         public_id = _public_id(resource)
-        log.error(
-            "operation requires reconciliation: the PSP could not confirm it either way",
-            extra={"alert": "REQUIRES_RECONCILIATION", "resource_id": public_id, "psp": resource.psp,
-                   "attempts": attempts},
-        )  # fmt: skip
-        telemetry.reconciliation_required.add(1, {"psp": resource.psp, "resource": type(resource).__name__.lower()})
+        reconciliation_required(public_id, resource.psp, type(resource).__name__.lower())
         for hook in self._hooks:
             hook(public_id, resource.psp)
 
@@ -191,13 +185,15 @@ class BackgroundWorker:
 
     async def _poll_traced(self, target: PollTarget) -> None:
         resource = target.resource
-        order, rtype = await self._order(target)
-        provider = self._providers.by_name(resource.psp)
+        rtype = _resource_type(resource)
         try:
-            outcome = await provider.lookup(
-                order, resource.psp_reference, Deadline.after(self._policy.psp_budget_seconds)
-            )
-        except (PspUnavailableError, PspRejectedError) as exc:
+            outcome = await self._ops.look_up(resource, target.key, Deadline.after(self._policy.psp_budget_seconds))
+        except PspRejectedError as exc:
+            if exc.rejection is Rejection.CREDENTIALS:
+                credentials_refused(resource.psp, exc.code, _public_id(resource))
+            log.info("status poll of %s: %s", _public_id(resource), exc)
+            outcome = PspOutcome(OutcomeKind.UNKNOWN)
+        except PspUnavailableError as exc:
             log.info("status poll of %s: %s", _public_id(resource), exc)
             outcome = PspOutcome(OutcomeKind.UNKNOWN)
         at = self._now()
@@ -207,15 +203,18 @@ class BackgroundWorker:
         paid = rtype is ResourceType.PAYOUT and status == PayoutStatus.PAID
         # Only bank transfers come back after being paid; a Stripe transfer's lookup always says paid.
         watch_returns = paid and isinstance(resource, Payout) and isinstance(resource.destination, SepaDestination)
-        if awaits_psp(rtype, status) and (watch_returns or not paid):
+        if status == "REQUIRES_RECONCILIATION":
+            next_poll = self._policy.recovery.reconciliation_recheck_seconds  # looked at again, forever
+        elif awaits_psp(rtype, status) and (watch_returns or not paid):
             window = self._policy.return_window_seconds if paid else self._policy.poll_window_seconds
             if target.age_seconds < window:
                 cap = self._policy.max_return_poll_interval_seconds if paid else self._policy.max_poll_interval_seconds
-                next_poll = min(cap, self._policy.first_poll_seconds * 2**target.polls)
+                next_poll = min(cap, self._policy.first_poll_seconds * 2 ** min(target.polls, 32))
             elif not paid:
                 transition = _reconcile(resource, at)
                 if transition is not None:
-                    self._alert(resource, target.polls)
+                    self._alert(resource)
+                    next_poll = self._policy.recovery.reconciliation_recheck_seconds
         await self._store.record_poll(target, transition, next_poll)
 
     def _decide(self, resource: Payment | Refund | Payout, outcome: PspOutcome, at: datetime) -> Transition | None:
@@ -227,15 +226,6 @@ class BackgroundWorker:
             return RefundFlow().decide(resource, outcome, POLLER_ACTOR, at)
         return PayoutFlow().decide(resource, outcome, POLLER_ACTOR, at)
 
-    async def _order(self, target: PollTarget) -> tuple[Order, ResourceType]:
-        resource = target.resource
-        if isinstance(resource, Payment):
-            return charge_order(resource, target.key), ResourceType.PAYMENT
-        if isinstance(resource, Refund):
-            payment = await self._reader.get_payment(resource.client_id, resource.payment_id)
-            return refund_order(resource, payment.psp_reference if payment else None, target.key), ResourceType.REFUND
-        return payout_order(resource, target.key), ResourceType.PAYOUT
-
 
 def _reconcile(resource: Payment | Refund | Payout, at: datetime) -> Transition | None:
     if isinstance(resource, Payment):
@@ -245,12 +235,11 @@ def _reconcile(resource: Payment | Refund | Payout, at: datetime) -> Transition 
     return PayoutFlow().reconcile(resource, POLLER_ACTOR, at)
 
 
+def _resource_type(resource: Payment | Refund | Payout) -> ResourceType:
+    if isinstance(resource, Payment):
+        return ResourceType.PAYMENT
+    return ResourceType.REFUND if isinstance(resource, Refund) else ResourceType.PAYOUT
+
+
 def _public_id(resource: Payment | Refund | Payout) -> str:
-    kind = (
-        IdKind.PAYMENT
-        if isinstance(resource, Payment)
-        else IdKind.REFUND
-        if isinstance(resource, Refund)
-        else IdKind.PAYOUT
-    )
-    return format_id(kind, resource.id)
+    return format_id(id_kind(_resource_type(resource)), resource.id)

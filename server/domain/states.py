@@ -57,7 +57,8 @@ PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     _P.PROCESSING: frozenset({_P.SUCCEEDED, _P.FAILED, _P.REQUIRES_ACTION, _P.CANCELED,
                               _P.REQUIRES_RECONCILIATION}),
     _P.REQUIRES_ACTION: frozenset({_P.PROCESSING, _P.SUCCEEDED, _P.FAILED, _P.CANCELED}),
-    _P.REQUIRES_RECONCILIATION: frozenset({_P.SUCCEEDED, _P.FAILED, _P.CANCELED}),
+    _P.REQUIRES_RECONCILIATION: frozenset({_P.PROCESSING, _P.SUCCEEDED, _P.FAILED, _P.REQUIRES_ACTION,
+                                           _P.CANCELED}),
     _P.SUCCEEDED: frozenset(),
     _P.FAILED: frozenset(),
     _P.CANCELED: frozenset(),
@@ -65,7 +66,7 @@ PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
 
 REFUND_TRANSITIONS: dict[RefundStatus, frozenset[RefundStatus]] = {
     _R.PENDING: frozenset({_R.SUCCEEDED, _R.FAILED, _R.REQUIRES_RECONCILIATION}),
-    _R.REQUIRES_RECONCILIATION: frozenset({_R.SUCCEEDED, _R.FAILED}),
+    _R.REQUIRES_RECONCILIATION: frozenset({_R.PENDING, _R.SUCCEEDED, _R.FAILED}),
     _R.SUCCEEDED: frozenset(),
     _R.FAILED: frozenset(),
 }
@@ -93,11 +94,14 @@ _TABLES: dict[ResourceType, dict[str, frozenset[str]]] = {
 
 
 # Statuses in which the PSP still owes us the end of the story: the worker polls them. A paid payout
-# is polled for a return (SEPA returns arrive days later) until the return window closes.
+# is polled for a return (SEPA returns arrive days later) until the return window closes, and
+# REQUIRES_RECONCILIATION is looked up again daily until evidence moves it on.
 AWAITING_PSP: dict[ResourceType, frozenset[str]] = {
-    ResourceType.PAYMENT: frozenset({PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION}),
-    ResourceType.REFUND: frozenset({RefundStatus.PENDING}),
-    ResourceType.PAYOUT: frozenset({PayoutStatus.PROCESSING, PayoutStatus.PAID}),
+    ResourceType.PAYMENT: frozenset(
+        {PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION, PaymentStatus.REQUIRES_RECONCILIATION}
+    ),
+    ResourceType.REFUND: frozenset({RefundStatus.PENDING, RefundStatus.REQUIRES_RECONCILIATION}),
+    ResourceType.PAYOUT: frozenset({PayoutStatus.PROCESSING, PayoutStatus.PAID, PayoutStatus.REQUIRES_RECONCILIATION}),
 }
 
 

@@ -49,7 +49,7 @@ def test_abandoned_charge_is_finished_by_the_worker(database_url: str) -> None:
         started = time.monotonic()
         payment = only_payment(server)
         assert wait_until(lambda: status_of(server, payment.id) == res.PAYMENT_STATUS_SUCCEEDED)
-        assert time.monotonic() - started < FAST_WORKER.idle_seconds + 2.0
+        assert time.monotonic() - started < FAST_WORKER.recovery.idle_seconds + 2.0
         assert server.sandbox.executions() == 1
         # The client's late retry gets the outcome the worker recorded.
         again = server.stub.Charge(charge("abandoned"), timeout=10).payment
@@ -60,14 +60,16 @@ def test_abandoned_charge_is_finished_by_the_worker(database_url: str) -> None:
 
 
 def test_unconfirmable_operation_ends_in_reconciliation(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    server = ServerHarness(database_url, worker=FAST_WORKER)
+    # A PSP that can be asked about an operation for 2 s only: recovery gives up asking after that.
+    server = ServerHarness(database_url, sandbox=InProcessSandbox("sandbox", lookup_window_seconds=2.0),
+                           worker=FAST_WORKER)  # fmt: skip
     try:
         server.sandbox.fail_next(3, FaultKind.LOSE_ANSWER)
         with pytest.raises(grpc.RpcError):
             server.stub.Charge(charge("lost-forever"), timeout=10)
         server.sandbox.set_down(True)  # from now on the PSP can confirm nothing either way
         payment = only_payment(server)
-        with caplog.at_level(logging.ERROR, logger="server.app.worker"):
+        with caplog.at_level(logging.ERROR, logger="server.app.alerts"):
             reached = wait_until(
                 lambda: status_of(server, payment.id) == res.PAYMENT_STATUS_REQUIRES_RECONCILIATION, timeout=15
             )

@@ -21,6 +21,7 @@ from server.app.execution import ExecutionPolicy
 from server.app.worker import WorkerPolicy
 from server.bootstrap import Service, start_service
 from server.config import Settings
+from server.domain.finality import RecoverySchedule
 
 T = TypeVar("T")
 
@@ -28,7 +29,7 @@ FAST_RETRIES = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.0
 # A worker that acts within a test's patience: resumes after 0.3 s of silence, polls from 0.1 s on.
 FAST_WORKER = WorkerPolicy(
     interval_seconds=0.1,
-    idle_seconds=0.3,
+    recovery=RecoverySchedule(idle_seconds=0.3, first_seconds=0.1, early_cap_seconds=1.0),
     first_poll_seconds=0.1,
     max_poll_interval_seconds=0.3,
     lease_seconds=5.0,

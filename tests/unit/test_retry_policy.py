@@ -14,6 +14,7 @@ from server.app.psp import (
     OutcomeKind,
     PayoutOrder,
     PspOutcome,
+    PspRejectedError,
     PspUnavailableError,
     RefundOrder,
 )
@@ -26,8 +27,10 @@ class ScriptedPsp:
     """Fails with the scripted errors, then succeeds; records the PSP key of every attempt."""
 
     name = "scripted"
+    key_ttl_seconds = 3600.0
+    lookup_window_seconds = 86400.0
 
-    def __init__(self, failures: list[PspUnavailableError], stall: float = 0.0) -> None:
+    def __init__(self, failures: list[PspUnavailableError | PspRejectedError], stall: float = 0.0) -> None:
         self.failures = list(failures)
         self.keys: list[str] = []
         self.stall = stall
@@ -118,3 +121,21 @@ async def test_a_stalled_attempt_is_cut_at_the_deadline_and_counts_as_possibly_e
         await provider.charge(ORDER, Deadline.after(0.3))
     assert loop.time() - started < 1.0
     assert caught.value.possibly_executed
+
+
+async def test_a_rejection_after_a_possibly_executed_attempt_says_so() -> None:
+    """The finality rule needs to know that an earlier attempt of the call may have reached the PSP."""
+    psp = ScriptedPsp([unavailable(possibly=True), PspRejectedError("401", code="api_key_invalid")])
+    provider = RetryingProvider(psp, RetryPolicy(max_attempts=5), sleep=RecordingSleep())
+    with pytest.raises(PspRejectedError) as caught:
+        await provider.charge(ORDER, Deadline.after(5))
+    assert caught.value.possibly_executed
+    assert caught.value.code == "api_key_invalid"
+
+
+async def test_a_first_attempt_rejection_is_not_marked_possibly_executed() -> None:
+    psp = ScriptedPsp([unavailable(possibly=False), PspRejectedError("400", code="parameter_invalid")])
+    provider = RetryingProvider(psp, RetryPolicy(max_attempts=5), sleep=RecordingSleep())
+    with pytest.raises(PspRejectedError) as caught:
+        await provider.charge(ORDER, Deadline.after(5))
+    assert not caught.value.possibly_executed
