@@ -173,11 +173,11 @@ class _KeyEntry:
     response: StoredResponse | None  # None while the first request is still executing
 
 
-IdempotencyScope = tuple[str, str]  # (API key, Idempotency-Key)
+IdempotencyScope = tuple[str, str]  # (account, Idempotency-Key)
 
 
 class IdempotencyStore:
-    """Stripe's idempotency layer: one execution per (API key, Idempotency-Key), answers replayed.
+    """Stripe's idempotency layer: one execution per (account, Idempotency-Key), answers replayed.
 
     A key is claimed before execution, so a duplicate arriving on another server thread while the
     first is running sees ``IN_USE`` (Stripe's 409) instead of executing twice.
@@ -225,6 +225,11 @@ class IdempotencyStore:
         """Forget every key."""
         with self._lock:
             self._entries.clear()
+
+    def forget_completed(self) -> None:
+        """Forget every key whose request finished (Stripe's keys expire after 24 h); in-flight ones stay."""
+        with self._lock:
+            self._entries = {scope: e for scope, e in self._entries.items() if e.response is None}
 
 
 @dataclass(frozen=True)

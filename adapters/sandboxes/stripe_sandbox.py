@@ -60,6 +60,9 @@ CONTROL_PREFIX = "/_sandbox/"
 DEFAULT_STRIPE_VERSION = "2026-10-28.endive"  # the version stripe 16.1.0 pins
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 _TEST_KEY_RE = re.compile(r"(sk|rk)_test_[A-Za-z0-9_]+")
+# Stripe scopes idempotency keys to the account, not to the API key: a rotated key of the same account
+# replays what the old one stored. The sandbox is one account.
+_ACCOUNT = "acct_sandbox"
 
 
 @dataclass(frozen=True)
@@ -113,12 +116,24 @@ class _SandboxState:
         self.observations = Observations()
         self.stopping = threading.Event()
         self.stripe_version = stripe_version
+        self._revoked: set[str] = set()
+        self._revoked_lock = threading.Lock()
+
+    def revoke(self, api_key: str) -> None:
+        with self._revoked_lock:
+            self._revoked.add(api_key)
+
+    def is_revoked(self, api_key: str) -> bool:
+        with self._revoked_lock:
+            return api_key in self._revoked
 
     def reset(self) -> None:
         self.ledger.reset()
         self.faults.clear()
         self.idempotency.clear()
         self.observations.clear()
+        with self._revoked_lock:
+            self._revoked.clear()
 
 
 # ------------------------------------------------------------------------------------- the Stripe API
@@ -133,6 +148,10 @@ class _StripeApi:
     def handle(self, request: _Request, delay_seconds: float = 0.0) -> _Result:
         """Answer one API request; ``delay_seconds`` holds it (key claimed) before executing."""
         api_key, auth_error = _authenticate(request.headers)
+        if auth_error is None and self._state.is_revoked(api_key):
+            auth_error = invalid_request(
+                f"Expired API Key provided: {_masked(api_key)}", status=401, code="api_key_expired"
+            )
         if auth_error is not None:
             return self._result(request, auth_error.response())
         route = self._state.ledger.route(request.method, request.path)
@@ -148,7 +167,7 @@ class _StripeApi:
         if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
             message = f"Idempotency keys can be no longer than {MAX_IDEMPOTENCY_KEY_LENGTH} characters."
             return self._result(request, invalid_request(message).response())
-        return self._execute_once(request, route, (api_key, key), delay_seconds)
+        return self._execute_once(request, route, (_ACCOUNT, key), delay_seconds)
 
     def _execute_once(self, request: _Request, route: Route, scope: tuple[str, str], delay_seconds: float) -> _Result:
         endpoint = f"{request.method} {request.path}"
@@ -225,10 +244,14 @@ def _authenticate(headers: dict[str, str]) -> tuple[str, StripeApiError | None]:
         )
         return "", invalid_request(message, status=401)
     if _TEST_KEY_RE.fullmatch(key) is None:
-        masked = key[:8] + "*" * max(len(key) - 12, 0) + key[-4:]
-        message = f"Invalid API Key provided: {masked} (the sandbox accepts test-mode keys only)"
+        message = f"Invalid API Key provided: {_masked(key)} (the sandbox accepts test-mode keys only)"
         return "", invalid_request(message, status=401, code="api_key_invalid")
     return key, None
+
+
+def _masked(key: str) -> str:
+    """As Stripe shows a key in its errors: the prefix and the last four characters."""
+    return key[:8] + "*" * max(len(key) - 12, 0) + key[-4:]
 
 
 def _idempotency_refusal(outcome: ClaimOutcome, key: str, endpoint: str, first_endpoint: str) -> ApiResponse:
@@ -324,6 +347,10 @@ class _Control:
             return 200, {"requests": records}
         if action == ("POST", "reset"):
             state.reset()
+        elif action == ("POST", "idempotency/forget"):
+            state.idempotency.forget_completed()
+        elif action == ("POST", "api_keys/revoke"):
+            state.revoke(_json_str(_json_object(request.body), "key") or "")
         elif action == ("GET", "faults"):
             return 200, state.faults.describe()
         elif action == ("DELETE", "faults"):
@@ -712,8 +739,20 @@ class StripeSandbox:
         """Cap the balance transfers draw from in ``currency`` (minor units); None removes the cap."""
         self._state.ledger.set_available_balance(currency, amount)
 
+    def forget_idempotency_keys(self) -> None:
+        """Forget every finished idempotency key, as Stripe does after 24 hours; objects stay findable.
+
+        A request that reuses a forgotten key executes again: what a client that re-sends past the
+        key's lifetime would do to a real account.
+        """
+        self._state.idempotency.forget_completed()
+
+    def revoke_api_key(self, api_key: str) -> None:
+        """Answer every request with this key 401 ``api_key_expired``, like a rolled or expired key."""
+        self._state.revoke(api_key)
+
     def reset(self) -> None:
-        """Forget objects, idempotency keys, faults, counters and the request log."""
+        """Forget objects, idempotency keys, faults, counters, revocations and the request log."""
         self._state.reset()
 
 
