@@ -32,7 +32,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
-# Throughput and latency next to floors measured in the same run (design.md §10); results in bench-results/.
+# Throughput and latency next to floors measured in the same run (docs/contract.md, Performance); results in bench-results/.
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m server.bench.run
 

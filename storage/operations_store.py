@@ -1,4 +1,4 @@
-"""The idempotency store and the writes of the three operations (design.md §3 and §4).
+"""The idempotency store and the writes of the three operations (docs/contract.md, Idempotency and Money rules).
 
 Phase 1 claims the key and creates the resource in ONE statement (charge, payout) or one short
 transaction (refund, which also reserves the amount). Phase 3 records the transition and the reply in

@@ -43,7 +43,7 @@ class MalformedRequest:
 
 
 class ClientIdentifier(Protocol):
-    """Who is calling; authentication plugs in here (design.md §8)."""
+    """Who is calling; authentication plugs in here (docs/contract.md, Security)."""
 
     def client_id(self, context: grpc.aio.ServicerContext[Any, Any]) -> str: ...
 

@@ -1,6 +1,6 @@
 """Ports for persistence. PostgreSQL implements them in storage/; every guarantee lives there.
 
-The idempotent phases (design.md §3): `begin_*` claims the key and creates the resource in one
+The idempotent phases (docs/contract.md, Idempotency): `begin_*` claims the key and creates the resource in one
 transaction (or reports a replay, a conflict, or a resumable execution), the PSP is called with no
 transaction open, and `finish` records the outcome and the reply in a second transaction.
 """

@@ -1,4 +1,4 @@
-"""The background worker: recovery of stopped executions and status polling (docs/contract.md, "Recovery").
+"""The background worker: recovery of stopped executions and status polling (docs/contract.md, Recovery).
 
 Runs in every `payments serve` process (and alone as `payments worker`); every claim is exclusive in
 PostgreSQL, so any number of workers cooperate. Recovery: a key stopped at a recovery point (PSP

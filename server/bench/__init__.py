@@ -1,2 +1,2 @@
 """`make bench` / `payments bench`: the service's throughput and latency next to floors measured in
-the same run on the same machine (design.md §10)."""
+the same run on the same machine (docs/contract.md, Performance)."""

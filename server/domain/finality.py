@@ -1,5 +1,5 @@
 """The finality rule: when a PSP's answer is evidence enough to end an operation, and how long to keep
-asking when it is not (docs/contract.md, "Finality").
+asking when it is not (docs/contract.md, Finality).
 
 Money moves exactly once only if the record never says FAILED for something the PSP may have
 executed. A rejection proves nothing about an earlier attempt that may have reached the PSP, and a

@@ -1,4 +1,4 @@
-"""Transport security and caller authentication (design.md §8).
+"""Transport security and caller authentication (docs/contract.md, Security).
 
 - `tls`: server and channel credentials from PEM files, and the rule that plaintext (and
   unauthenticated) listening is for loopback only unless explicitly overridden.

@@ -1,7 +1,7 @@
 """Who is calling: the client id from a verified client certificate or from a bearer token.
 
-The client id scopes every row and every query (design.md §3, §8), so it must come from a credential the
-transport or this module verified:
+The client id scopes every row and every query (docs/contract.md, Idempotency and Security), so it must
+come from a credential the transport or this module verified:
 
 - **Client certificate** (mutual TLS, PAYMENTS_TLS_CLIENT_CA): the TLS handshake already verified the
   chain; the id is the certificate's first URI SAN (e.g. a SPIFFE id), else its first DNS SAN, else its

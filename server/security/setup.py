@@ -1,4 +1,4 @@
-"""What the composition root calls to secure a server process (design.md §8):
+"""What the composition root calls to secure a server process (docs/contract.md, Security):
 
     check_startup(settings)                  # refuses insecure listeners, loads every file once
     credentials = server_credentials(settings)   # None: plaintext (loopback or overridden)

@@ -1,7 +1,8 @@
-"""Hostile input on the wire (design.md §2, §8): thousands of generated requests across every RPC through a
-mutual-TLS + token server, fuzzed credentials, undecodable and oversized messages, oversized metadata and
-raw garbage on the socket. Nothing a caller sends may yield INTERNAL or UNKNOWN or take the server down;
-after each test the server still answers its health check and serves a charge."""
+"""Hostile input on the wire (docs/contract.md, Interface and Security): thousands of generated requests
+across every RPC through a mutual-TLS + token server, fuzzed credentials, undecodable and oversized
+messages, oversized metadata and raw garbage on the socket. Nothing a caller sends may yield INTERNAL or
+UNKNOWN or take the server down; after each test the server still answers its health check and serves a
+charge."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The idempotency guarantees of design.md §3, through real gRPC on real PostgreSQL."""
+"""The idempotency guarantees (docs/contract.md, Idempotency), through real gRPC on real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from adapters.inprocess_sandbox import FaultKind
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
+from storage.worker_store import PostgresWorkerStore
 from tests.support.harness import ServerHarness
 from tests.support.requests import charge, error_reason, has_retry_info
 
@@ -191,3 +192,57 @@ def test_replay_after_retention_answers_with_the_current_state(server: ServerHar
     assert replay.payment.id == payment.id
     assert replay.payment.amount_refunded.amount_minor == 2000, "the current state, not the first answer"
     assert server.sandbox.executions() == 2  # the charge and the refund, nothing re-executed
+
+
+def test_a_stored_error_replays_its_code_and_reason_after_the_retention_period(server: ServerHarness) -> None:
+    """Retention pruning drops the bodies of successful replies (they can be rebuilt from the resource);
+    a stored business error has no resource to rebuild from, so it is kept and replays as it was."""
+    payment = server.stub.Charge(charge("small", amount=100), timeout=10).payment
+    too_much = svc.RefundRequest(
+        idempotency_key="too-much", payment_id=payment.id, amount=res.Money(amount_minor=500, currency="EUR")
+    )
+    with pytest.raises(grpc.RpcError) as first:
+        server.stub.Refund(too_much, timeout=10)
+    assert error_reason(first.value) == "REFUND_EXCEEDS_REMAINING"
+
+    async def prune_everything() -> int:
+        async with server.service.db.connection() as conn:
+            await conn.execute("UPDATE idempotency_keys SET reply_stored_at = now() - interval '400 days'")
+        return await PostgresWorkerStore(server.service.db).prune_replies(older_than_seconds=30 * 86400, limit=100)
+
+    assert server.run(prune_everything()) == 1  # the charge's reply; the error is kept
+    with pytest.raises(grpc.RpcError) as again:
+        server.stub.Refund(too_much, timeout=10)
+    assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_reason(again.value) == "REFUND_EXCEEDS_REMAINING"
+    assert isinstance(again.value, grpc.Call)
+    assert dict(again.value.initial_metadata()).get("idempotent-replayed") == "true"
+
+
+def test_a_key_replays_the_final_state_once_the_psp_gave_it(server: ServerHarness) -> None:
+    """A stored reply that showed an unfinished state (PROCESSING) is not replayed once the resource
+    has moved on: the key answers its true outcome."""
+    server.sandbox.fail_next(3, FaultKind.LOSE_ANSWER)
+    with pytest.raises(grpc.RpcError):
+        server.stub.Charge(charge("moves-on"), timeout=10)
+    processing = server.stub.ListPayments(svc.ListPaymentsRequest(), timeout=5).payments[0]
+    assert processing.status == res.PAYMENT_STATUS_PROCESSING
+
+    async def finish_as_processing_then_succeed() -> None:
+        # The key finished while the PSP had not (as after a poll-driven charge), then the PSP's answer came.
+        async with server.service.db.connection() as conn:
+            await conn.execute(
+                "UPDATE idempotency_keys SET recovery_point = 'finished', reply_code = 0, reply_body = '\\x00',"
+                " reply_final = false, reply_stored_at = now(), locked_until = NULL, lock_token = NULL"
+                " WHERE idempotency_key = 'moves-on'"
+            )
+            await conn.execute(
+                "UPDATE payments SET status = 'SUCCEEDED', amount_captured = amount_minor, last_actor = 'test',"
+                " last_reason = 'psp:succeeded' WHERE idempotency_key = 'moves-on'"
+            )
+
+    server.run(finish_as_processing_then_succeed())
+    replay, call = server.stub.Charge.with_call(charge("moves-on"), timeout=10)
+    assert dict(call.initial_metadata()).get("idempotent-replayed") == "true"
+    assert replay.payment.id == processing.id
+    assert replay.payment.status == res.PAYMENT_STATUS_SUCCEEDED

@@ -1,4 +1,4 @@
-"""The recovery worker (design.md §6) through the real server and PostgreSQL."""
+"""The recovery worker (docs/contract.md, Recovery) through the real server and PostgreSQL."""
 
 from __future__ import annotations
 

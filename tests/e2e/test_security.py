@@ -1,4 +1,4 @@
-"""Transport security and caller authentication over real gRPC (design.md §8): mutual TLS, bearer
+"""Transport security and caller authentication over real gRPC (docs/contract.md, Security): mutual TLS, bearer
 tokens, tenant isolation, the loopback-only plaintext rule, the CLI's TLS options, and secrets that never
 reach a log. Certificates are made in the test (`server.security.devcerts`)."""
 

@@ -1,4 +1,5 @@
-"""OpenTelemetry: one trace from the caller through the server, PostgreSQL and the PSP (design.md §7)."""
+"""OpenTelemetry: one trace from the caller through the server, PostgreSQL and the PSP (docs/contract.md,
+Tracing and telemetry)."""
 
 from __future__ import annotations
 
