@@ -24,8 +24,10 @@ from adapters.retry import RetryingProvider
 from adapters.sandboxes.bank_sandbox import BankSandbox
 from adapters.sandboxes.stripe_sandbox import StripeSandbox
 from adapters.stripe_psp import StripeAdapter, close_http_client, stripe_client
+from server.api.admin_servicer import AdminServicer
 from server.api.convert import ProtoReplyEncoder
 from server.api.servicer import ClientIdentifier, PaymentServicer
+from server.app.admin import Admin
 from server.app.execution import ExecutionPolicy
 from server.app.operations import Operations
 from server.app.queries import Queries
@@ -35,6 +37,7 @@ from server.domain.finality import RecoverySchedule
 from server.runtime import GrpcServer
 from server.security.setup import build_identifier, check_startup, server_credentials
 from server.telemetry_setup import configure_telemetry, shutdown_telemetry, tracing_active
+from storage.admin_store import PostgresAdminStore
 from storage.database import Database, create_pool
 from storage.embedded import EmbeddedPostgres
 from storage.migrator import migrate_dsn
@@ -119,6 +122,11 @@ class Core:
     reader: PostgresReader
     operations: Operations
     providers: ProviderSet
+
+    def admin(self, settings: Settings, policy: ExecutionPolicy | None = None) -> Admin:
+        """The operator's admin use case, for the clients in PAYMENTS_ADMIN_CLIENTS only."""
+        policy = policy or ExecutionPolicy(psp_budget_seconds=settings.psp_budget_seconds)
+        return Admin(PostgresAdminStore(self.db), self.operations, frozenset(settings.admin_clients), policy, utc_now)
 
     def worker(self, settings: Settings, policy: WorkerPolicy | None) -> BackgroundWorker:
         policy = policy or WorkerPolicy(
@@ -211,9 +219,11 @@ async def start_service(
         owned = build_providers(settings)
         providers = owned.directory
     core = wire(settings, db, providers, policy, worker_policy.recovery if worker_policy else None)
-    servicer = PaymentServicer(core.operations, Queries(core.reader), identifier or build_identifier(settings))
+    identifier = identifier or build_identifier(settings)
+    servicer = PaymentServicer(core.operations, Queries(core.reader), identifier)
+    admin = AdminServicer(core.admin(settings, policy), identifier)
     traced = tracing_active() if tracing is None else tracing
-    server = GrpcServer(servicer, interceptors=[aio_server_interceptor()] if traced else None)
+    server = GrpcServer(servicer, admin=admin, interceptors=[aio_server_interceptor()] if traced else None)
     port = server.bind(settings.listen, server_credentials(settings))
     await server.start()
     worker = core.worker(settings, worker_policy) if settings.worker else None

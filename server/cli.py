@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,9 @@ def _call_metadata(args: argparse.Namespace, secure: bool) -> list[tuple[str, st
     return [("authorization", f"Bearer {token}")]
 
 
-def _invoke(args: argparse.Namespace, rpc: str, request: Message) -> Message | None:
+def _invoke(
+    args: argparse.Namespace, rpc: str, request: Message, stub: Callable[[grpc.Channel], Any] = payment_stub
+) -> Message | None:
     """Calls one RPC with the connection options of `args`; prints the error and returns None on failure."""
     try:
         metadata = _call_metadata(args, secure=_secure(args))
@@ -133,7 +135,7 @@ def _invoke(args: argparse.Namespace, rpc: str, request: Message) -> Message | N
         raise SystemExit(2) from None
     with channel:
         try:
-            response: Message = getattr(payment_stub(channel), rpc)(request, timeout=args.timeout, metadata=metadata)
+            response: Message = getattr(stub(channel), rpc)(request, timeout=args.timeout, metadata=metadata)
         except grpc.RpcError as error:
             print(_describe_error(error), file=sys.stderr)
             return None
@@ -439,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--page-size", type=int, default=0)
     listing.add_argument("--page-token", default="")
     listing.set_defaults(func=cmd_list)
+
+    from server.admin_cli import add_admin_commands  # here, not at the top: it uses this module's helpers
+
+    add_admin_commands(sub)
     return parser
 
 

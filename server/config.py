@@ -1,4 +1,4 @@
-"""Configuration from the environment (design.md §9). Every variable is optional; the defaults give a
+"""Configuration from the environment (docs/contract.md, Interface). Every variable is optional; the defaults give a
 working local service on embedded PostgreSQL and the built-in PSP sandboxes. Secrets are never printed:
 `describe()` shows whether they are set, not their values.
 """
@@ -35,6 +35,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of names (spaces around the commas ignored, empty entries dropped)."""
+    names = tuple(part.strip() for part in (env.get(name) or "").split(","))
+    if any(not part.isprintable() or " " in part for part in names):
+        raise ConfigError(f"{name} must be a comma-separated list of client ids")
+    return tuple(part for part in names if part)
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -77,6 +85,8 @@ class Settings:
     recovery_idle_seconds: float = 5.0  # how long a stopped execution is left to its client
     # How long Stripe's idempotency keys are re-sent (Stripe honours them 24 h); tests use seconds.
     stripe_key_ttl_seconds: float = 23 * 3600.0
+    # Client ids allowed to call payments.admin.v1.AdminService (operators); nobody by default.
+    admin_clients: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -110,6 +120,7 @@ class Settings:
             worker=(env.get("PAYMENTS_WORKER") or "on").lower() not in ("off", "0", "false", "no"),
             recovery_idle_seconds=_float(env, "PAYMENTS_RECOVERY_IDLE_SECONDS", cls.recovery_idle_seconds),
             stripe_key_ttl_seconds=_float(env, "PAYMENTS_STRIPE_KEY_TTL_SECONDS", cls.stripe_key_ttl_seconds),
+            admin_clients=_names(env, "PAYMENTS_ADMIN_CLIENTS"),
         )
         settings.validate()
         return settings
@@ -147,6 +158,7 @@ class Settings:
             "bank": ("configured" if self.bank_api_base else "built-in sandbox") if self.psp == "stripe" else "off",
             "tls": ("mutual" if self.tls_client_ca else "on") if self.tls_cert else "off",
             "auth": self.auth_mode(),
+            "admin_clients": ",".join(self.admin_clients) or "none",
         }
 
     def auth_mode(self) -> str:

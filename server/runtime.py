@@ -1,4 +1,5 @@
-"""The running gRPC server: the payment service plus health and reflection, and graceful shutdown.
+"""The running gRPC server: the payment service, the operator's admin service, health and reflection,
+and graceful shutdown.
 
 Shutdown (SIGTERM/SIGINT): health turns NOT_SERVING so load balancers stop sending, the server stops
 accepting new RPCs, and in-flight RPCs get the grace period to finish.
@@ -14,6 +15,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server.api.admin_servicer import ADMIN_SERVICE_NAME, AdminServicer, admin_handler
 from server.api.servicer import SERVICE_NAME, PaymentServicer, generic_handler
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ class GrpcServer:
         self,
         servicer: PaymentServicer,
         *,
+        admin: AdminServicer | None = None,
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] | None = None,
     ) -> None:
         self._server = grpc.aio.server(
@@ -46,9 +49,14 @@ class GrpcServer:
             ],
         )
         self._server.add_generic_rpc_handlers((generic_handler(servicer),))
+        self._services = [SERVICE_NAME]
+        if admin is not None:
+            self._server.add_generic_rpc_handlers((admin_handler(admin),))
+            self._services.append(ADMIN_SERVICE_NAME)
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
+        names = (*self._services, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, self._server)
         self.port = 0
 
     def bind(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
@@ -66,7 +74,7 @@ class GrpcServer:
         await self._set_serving(health_pb2.HealthCheckResponse.SERVING)
 
     async def _set_serving(self, status: int) -> None:
-        for service in ("", SERVICE_NAME):
+        for service in ("", *self._services):
             await self.health.set(service, status)
 
     async def stop(self, grace_seconds: float) -> None:

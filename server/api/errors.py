@@ -1,4 +1,4 @@
-"""Business errors to gRPC statuses with the rich error model (design.md §2).
+"""Business errors to gRPC statuses with the rich error model (docs/contract.md, Interface).
 
 Every error carries one google.rpc.ErrorInfo (reason UPPER_SNAKE_CASE, our domain), plus BadRequest
 field violations for bad input and RetryInfo where retrying can help.
@@ -17,6 +17,7 @@ from server.domain.errors import (
     InvalidRequest,
     NotFound,
     PaymentNotRefundable,
+    PermissionDenied,
     PspUnavailable,
     RefundExceedsRemaining,
     StorageUnavailable,
@@ -35,6 +36,7 @@ _CODES: list[tuple[type[DomainError], int]] = [
     (PspUnavailable, code_pb2.UNAVAILABLE),
     (StorageUnavailable, code_pb2.UNAVAILABLE),
     (Unauthenticated, code_pb2.UNAUTHENTICATED),
+    (PermissionDenied, code_pb2.PERMISSION_DENIED),
 ]
 
 
@@ -50,10 +52,11 @@ def _retry_after(error: DomainError) -> float | None:
     return None
 
 
-def error_status(error: DomainError) -> status_pb2.Status:
+def error_status(error: DomainError, domain: str = ERROR_DOMAIN) -> status_pb2.Status:
+    """`domain` is the ErrorInfo domain: the service that answers (payments.v1 unless told)."""
     code = next((c for cls, c in _CODES if isinstance(error, cls)), code_pb2.FAILED_PRECONDITION)
     status = status_pb2.Status(code=code, message=error.message)
-    status.details.append(_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)))
+    status.details.append(_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=domain)))
     if isinstance(error, InvalidRequest):
         bad = error_details_pb2.BadRequest()
         for v in error.violations:
@@ -67,9 +70,9 @@ def error_status(error: DomainError) -> status_pb2.Status:
     return status
 
 
-def internal_status(message: str) -> status_pb2.Status:
+def internal_status(message: str, domain: str = ERROR_DOMAIN) -> status_pb2.Status:
     status = status_pb2.Status(code=code_pb2.INTERNAL, message=message)
-    status.details.append(_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN)))
+    status.details.append(_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=domain)))
     return status
 
 

@@ -1,7 +1,7 @@
 """Business errors: the root exception of the domain and use-case layers.
 
 Each carries the `reason` that reaches callers in google.rpc.ErrorInfo; the gRPC edge maps classes to
-status codes (design.md §2). Messages are safe to show: no card data, IBANs or secrets.
+status codes (docs/contract.md, Interface). Messages are safe to show: no card data, IBANs or secrets.
 """
 
 from __future__ import annotations
@@ -93,3 +93,9 @@ class StorageUnavailable(DomainError):
 
 class Unauthenticated(DomainError):
     default_reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(DomainError):
+    """An authenticated caller asked for something its client id may not do (the admin service)."""
+
+    default_reason = "PERMISSION_DENIED"

@@ -47,6 +47,7 @@ class ServerHarness:
         policy: ExecutionPolicy | None = None,
         identifier: ClientIdentifier | None = None,
         worker: WorkerPolicy | None = None,
+        admin_clients: tuple[str, ...] = (),
     ) -> None:
         self.sandbox = sandbox or InProcessSandbox("sandbox")
         retrying = RetryingProvider(self.sandbox, FAST_RETRIES)
@@ -54,7 +55,9 @@ class ServerHarness:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        settings = Settings(listen="127.0.0.1:0", shutdown_grace_seconds=2.0, worker=worker is not None)
+        settings = Settings(
+            listen="127.0.0.1:0", shutdown_grace_seconds=2.0, worker=worker is not None, admin_clients=admin_clients
+        )
         self.service: Service = self.run(
             start_service(
                 settings,
