@@ -29,7 +29,9 @@ from server.app.psp import (
     PspUnavailableError,
     RefundOrder,
 )
+from server.domain.idempotency import Operation
 from server.domain.model import Failure
+from server.domain.money import Money
 
 DECLINES: dict[str, Failure] = {
     "pm_card_visa_chargeDeclined": Failure("card_declined", "Your card was declined.", "generic_decline"),
@@ -122,6 +124,9 @@ class InProcessSandbox:
 
     def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
         return {}
+
+    def amount_problem(self, amount: Money, operation: Operation) -> str | None:
+        return None  # it takes any amount the service accepts
 
     async def charge(self, order: ChargeOrder, deadline: Deadline) -> PspOutcome:
         return await self._execute(order.psp_key, "ch", lambda: self._charge_result(order))

@@ -31,6 +31,8 @@ from server.app.psp import (
     PspUnavailableError,
     RefundOrder,
 )
+from server.domain.idempotency import Operation
+from server.domain.money import Money
 
 T = TypeVar("T")
 
@@ -88,6 +90,9 @@ class RetryingProvider:
 
     def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
         return self._inner.prepare_payout(order)
+
+    def amount_problem(self, amount: Money, operation: Operation) -> str | None:
+        return self._inner.amount_problem(amount, operation)
 
     async def charge(self, order: ChargeOrder, deadline: Deadline) -> PspOutcome:
         return await self._run("charge", lambda d: self._inner.charge(order, d), deadline)

@@ -28,7 +28,10 @@ from server.app.psp import (
     RefundOrder,
 )
 from server.domain.finality import Rejection
+from server.domain.idempotency import Operation
+from server.domain.metadata import service_key
 from server.domain.model import Failure, StripeAccountDestination
+from server.domain.money import Currency, Money
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,67 @@ STRIPE_KEY_TTL_SECONDS = 23 * 3600.0
 # Stripe keeps PaymentIntents, Refunds and Transfers retrievable, and findable by our metadata, long
 # after they end; recovery asks at least this long before it hands an operation to reconciliation.
 STRIPE_LOOKUP_WINDOW_SECONDS = 30 * 86400.0
+# -- Stripe's representation of amounts (https://docs.stripe.com/currencies) ----------------------------
+# The service counts in ISO 4217 minor units; Stripe counts in its own, which differ where Stripe says so:
+# - "Zero-decimal currencies": the amount is whole units. MGA is one although ISO 4217 gives it two
+#   decimals, so an MGA amount must be whole ariary and is sent divided by 100.
+# - "Three-decimal currencies" (BHD, JOD, KWD, OMR, TND): three decimals, "the least-significant (last)
+#   digit to be 0" for compatibility with Stripe's partners.
+# - "Special cases": ISK has no minor unit in ISO 4217 (and no fractional kronur since 2023), but Stripe
+#   keeps it a two-decimal currency "to maintain backwards compatibility": 5 ISK is sent as 500. HUF and
+#   TWD are charged with two decimals like ISO says; their rule (amounts divisible by 100) applies to
+#   Stripe *payouts* to bank accounts, which this service never creates: sellers are paid by Transfer.
+#   UGX is zero-decimal in ISO and at Stripe alike.
+# - "Minimum and maximum charge amounts": at most eight digits in Stripe's units (99999999); at least
+#   the minimums of Stripe's table (the equivalent of USD 0.50 for the rest, which Stripe enforces itself).
+STRIPE_ZERO_DECIMAL = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
+)
+STRIPE_THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+STRIPE_TWO_DECIMAL_SPECIAL = frozenset({"ISK"})
+STRIPE_MAX_AMOUNT = 99_999_999
+STRIPE_MIN_CHARGE: dict[str, int] = {  # in Stripe's units
+    "USD": 50, "AED": 200, "AUD": 50, "BRL": 50, "CAD": 50, "CHF": 50, "CZK": 1500, "DKK": 250, "EUR": 50,
+    "GBP": 30, "HKD": 400, "HUF": 17500, "INR": 50, "JPY": 50, "MXN": 1000, "MYR": 200, "NOK": 300, "NZD": 50,
+    "PLN": 200, "RON": 200, "SEK": 300, "SGD": 50, "THB": 1000,
+}  # fmt: skip
+
+
+def stripe_exponent(currency: str) -> int:
+    """Decimal digits of the currency in Stripe's API (not always ISO 4217's)."""
+    if currency in STRIPE_ZERO_DECIMAL:
+        return 0
+    return 3 if currency in STRIPE_THREE_DECIMAL else 2
+
+
+def to_stripe_amount(amount: Money) -> int:
+    """ISO minor units to Stripe's units (exact: amount_problem refuses what does not convert)."""
+    shift = stripe_exponent(amount.currency) - Currency.of(amount.currency).exponent
+    return amount.amount_minor * int(10**shift) if shift >= 0 else amount.amount_minor // int(10**-shift)
+
+
+def stripe_amount_problem(amount: Money, *, charge: bool) -> str | None:
+    """Why Stripe would refuse this amount, or None; `charge` adds Stripe's minimum charge amounts."""
+    shift = stripe_exponent(amount.currency) - Currency.of(amount.currency).exponent
+    if shift < 0 and amount.amount_minor % 10**-shift:
+        return f"Stripe accepts whole units of {amount.currency} only"
+    stripe_amount = to_stripe_amount(amount)
+    if amount.currency in STRIPE_THREE_DECIMAL and stripe_amount % 10:
+        return f"Stripe requires {amount.currency} amounts whose last (thousandth) digit is 0"
+    if stripe_amount > STRIPE_MAX_AMOUNT:
+        units = Money(_from_stripe_amount(STRIPE_MAX_AMOUNT, amount.currency), amount.currency)
+        return f"Stripe accepts at most {units.format()}"
+    minimum = STRIPE_MIN_CHARGE.get(amount.currency, 1) if charge else 1
+    if stripe_amount < minimum:
+        return f"Stripe's minimum is {Money(_from_stripe_amount(minimum, amount.currency), amount.currency).format()}"
+    return None
+
+
+def _from_stripe_amount(stripe_amount: int, currency: str) -> int:
+    shift = stripe_exponent(currency) - Currency.of(currency).exponent
+    return stripe_amount // int(10**shift) if shift >= 0 else stripe_amount * int(10**-shift)
+
+
 _SECRET_KEY = re.compile(r"\b([sr]k_(?:test|live)_)[A-Za-z0-9*]+")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -81,7 +145,8 @@ def _request_id(obj: Any) -> str | None:
 
 
 def _metadata(**ids: str) -> dict[str, str]:
-    return {k: v for k, v in ids.items() if v}
+    """The service's own metadata keys, under the prefix callers may not use (server/domain/metadata.py)."""
+    return {service_key(k): v for k, v in ids.items() if v}
 
 
 class StripeAdapter:
@@ -115,11 +180,14 @@ class StripeAdapter:
     def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
         return {}
 
+    def amount_problem(self, amount: Money, operation: Operation) -> str | None:
+        return stripe_amount_problem(amount, charge=operation is Operation.CHARGE)
+
     # -- operations ---------------------------------------------------------------------------
 
     async def charge(self, order: ChargeOrder, deadline: Deadline) -> PspOutcome:
         params: dict[str, Any] = {
-            "amount": order.amount.amount_minor,
+            "amount": to_stripe_amount(order.amount),
             "currency": order.amount.currency.lower(),
             "payment_method": order.payment_method,
             "confirm": True,
@@ -142,7 +210,7 @@ class StripeAdapter:
             raise PspRejectedError("the payment has no Stripe PaymentIntent", code="missing_psp_reference")
         params: dict[str, Any] = {
             "payment_intent": order.payment_psp_reference,
-            "amount": order.amount.amount_minor,
+            "amount": to_stripe_amount(order.amount),
             "metadata": _metadata(refund_id=order.refund_id, payment_id=order.payment_id,
                                   idempotency_key=order.idempotency_key, reason=order.reason[:500]),
         }  # fmt: skip
@@ -154,7 +222,7 @@ class StripeAdapter:
         if not isinstance(destination, StripeAccountDestination):
             raise PspRejectedError("Stripe pays out to connected accounts only", code="unsupported_destination")
         params: dict[str, Any] = {
-            "amount": order.amount.amount_minor,
+            "amount": to_stripe_amount(order.amount),
             "currency": order.amount.currency.lower(),
             "destination": destination.account_id,
             "transfer_group": order.payout_id,
@@ -175,7 +243,7 @@ class StripeAdapter:
                 if psp_reference:
                     return self._intent_outcome(await self._client.v1.payment_intents.retrieve_async(psp_reference))
                 found = await self._client.v1.payment_intents.search_async(
-                    params={"query": f"metadata['payment_id']:'{order.payment_id}'"}
+                    params={"query": f"metadata['{service_key('payment_id')}']:'{order.payment_id}'"}
                 )
                 return self._intent_outcome(found.data[0]) if found.data else PspOutcome(OutcomeKind.UNKNOWN)
             if isinstance(order, RefundOrder):
@@ -186,7 +254,7 @@ class StripeAdapter:
                 )
                 for refund in listed.data:
                     metadata: Any = refund.metadata or {}
-                    if metadata.get("refund_id") == order.refund_id:
+                    if metadata.get(service_key("refund_id")) == order.refund_id:
                         return self._refund_outcome(refund)
                 return PspOutcome(OutcomeKind.UNKNOWN)
             if psp_reference:

@@ -52,7 +52,10 @@ from server.app.psp import (
     RefundOrder,
 )
 from server.domain.finality import Rejection
+from server.domain.idempotency import Operation
 from server.domain.model import Failure, SepaDestination
+from server.domain.money import Money
+from server.domain.sepa_scheme import SEPA_CURRENCY, SEPA_MAX_AMOUNT_MINOR
 from server.domain.sepa_text import SepaTextError
 
 __all__ = [
@@ -211,6 +214,15 @@ class BankTransferAdapter:
             "end_to_end_id": ids.end_to_end_id,
             "created_at": format_datetime(datetime.now(UTC)),
         }
+
+    def amount_problem(self, amount: Money, operation: Operation) -> str | None:
+        """The SEPA scheme's amount rules (server/domain/sepa_scheme.py); Instant is checked at the edge,
+        where the request says whether it is one."""
+        if amount.currency != SEPA_CURRENCY:
+            return "SEPA credit transfers are in EUR"
+        if amount.amount_minor > SEPA_MAX_AMOUNT_MINOR:
+            return f"a SEPA credit transfer carries at most {Money(SEPA_MAX_AMOUNT_MINOR, SEPA_CURRENCY).format()}"
+        return None
 
     async def charge(self, order: ChargeOrder, deadline: Deadline) -> PspOutcome:
         """A bank gateway only pushes money out; card charges go to a card PSP."""

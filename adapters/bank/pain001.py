@@ -43,6 +43,7 @@ from adapters.bank.xmltools import (
     parse_minor,
     serialize,
 )
+from server.domain.sepa_scheme import INSTANT_MAX_AMOUNT_MINOR, SEPA_CURRENCY
 from server.domain.sepa_text import (
     POSTCODE_MAX_LENGTH,
     SEPA_ALLOWED_CHARACTERS,
@@ -55,8 +56,6 @@ from server.domain.sepa_text import (
 
 PAIN001_SCHEMA = "pain.001.001.09"
 PAIN001_NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
-SEPA_CURRENCY = "EUR"
-INSTANT_MAX_AMOUNT_MINOR = 10_000_000
 """SEPA Instant scheme maximum: EUR 100,000.00."""
 ID_MAX_LENGTH = 35
 INSTANT_LOCAL_INSTRUMENT = "INST"

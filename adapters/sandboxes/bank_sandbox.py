@@ -110,9 +110,10 @@ from urllib.parse import unquote, urlsplit
 
 from adapters.bank.accounts import validate_iban
 from adapters.bank.errors import DocumentError, InvalidAccountError
-from adapters.bank.pain001 import INSTANT_MAX_AMOUNT_MINOR, SEPA_CURRENCY, PaymentInitiation, parse_pain001
+from adapters.bank.pain001 import PaymentInitiation, parse_pain001
 from adapters.bank.pain002 import PaymentStatusReport, TransactionStatus, build_pain002
 from adapters.sandboxes import run_until_signalled
+from server.domain.sepa_scheme import INSTANT_MAX_AMOUNT_MINOR, SEPA_CURRENCY
 
 _log = logging.getLogger(__name__)
 

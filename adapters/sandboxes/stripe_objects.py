@@ -22,6 +22,8 @@ from adapters.sandboxes.stripe_wire import (
     MAXIMUM_AMOUNT,
     MINIMUM_CHARGE_AMOUNTS,
     TEST_CARDS,
+    THREE_DECIMAL_CURRENCIES,
+    WHOLE_UNITS_ONLY,
     ApiResponse,
     CardOutcome,
     Decline,
@@ -645,6 +647,7 @@ class StripeLedger:
                 f"Charge {charge.id} has already been refunded.", code="charge_already_refunded", stored=True
             )
         amount = remaining if requested is None else requested
+        _check_units(amount, charge.currency)
         if amount > remaining:
             raise invalid_request(
                 f"Refund amount ({format_minor(amount, charge.currency)}) is greater than unrefunded amount "
@@ -726,6 +729,7 @@ class StripeLedger:
         reject_unknown(params, _TRANSFER_PARAMS)
         amount = required_integer(params, "amount", minimum=1)
         currency = currency_param(params)
+        _check_units(amount, currency)
         destination = required_string(params, "destination")
         metadata = metadata_param(params)
         if _DESTINATION_RE.fullmatch(destination) is None:
@@ -818,7 +822,27 @@ def _payment_method_settings(params: Params) -> tuple[JsonDict | None, list[str]
     return {"allow_redirects": redirects, "enabled": True}, ["card"]
 
 
+def _check_units(amount: int, currency: str) -> None:
+    """Stripe's special cases: ISK amounts are whole kronur written with two decimals (multiples of 100),
+    and three-decimal currencies need a last digit of 0 (docs.stripe.com/currencies)."""
+    if currency in WHOLE_UNITS_ONLY and amount % 100:
+        raise invalid_request(
+            f"Invalid amount. Currency {currency.upper()} has become effectively zero-decimal and charged "
+            "amounts must be evenly divisible by 100. See https://stripe.com/docs/currencies#special-cases "
+            "for more information.",
+            param="amount",
+            code="invalid_charge_amount_no_decimal_compatible",
+        )
+    if currency in THREE_DECIMAL_CURRENCIES and amount % 10:
+        raise invalid_request(
+            f"Invalid amount: {currency.upper()} amounts must end in 0 (rounded to the nearest ten).",
+            param="amount",
+            code="invalid_amount",
+        )
+
+
 def _check_charge_amount(amount: int, currency: str) -> None:
+    _check_units(amount, currency)
     minimum = MINIMUM_CHARGE_AMOUNTS.get(currency, 1)
     if amount < minimum:
         raise invalid_request(

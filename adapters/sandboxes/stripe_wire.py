@@ -298,6 +298,8 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
     ("bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf")
 )
 THREE_DECIMAL_CURRENCIES = frozenset(("bhd", "jod", "kwd", "omr", "tnd"))
+# Two decimals in the API, but whole units only (Stripe's "Special cases": ISK since 2023-04-14).
+WHOLE_UNITS_ONLY = frozenset(("isk",))
 _OTHER_CURRENCIES = frozenset(
     (
         "aed",

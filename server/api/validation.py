@@ -7,17 +7,24 @@ from __future__ import annotations
 import re
 
 from google.protobuf.message import Message
-from schwifty import BIC, IBAN
 
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
 from server.app.commands import ChargeCommand, PayoutCommand, RefundCommand
 from server.app.queries import ListPaymentsQuery
+from server.domain import metadata as caller_metadata
 from server.domain.errors import FieldViolation, InvalidRequest
 from server.domain.idempotency import fingerprint, key_problem
 from server.domain.ids import IdKind, MalformedId, parse_id
-from server.domain.model import PayoutDestination, SepaDestination, StripeAccountDestination, mask_iban
+from server.domain.model import PayoutDestination, SepaDestination, StripeAccountDestination
 from server.domain.money import Currency, Money, UnknownCurrency
+from server.domain.sepa_scheme import (
+    INSTANT_MAX_AMOUNT_MINOR,
+    SEPA_CURRENCY,
+    InvalidAccountError,
+    validate_bic,
+    validate_iban,
+)
 from server.domain.sepa_text import (
     NAME_MAX_LENGTH,
     POSTCODE_MAX_LENGTH,
@@ -31,11 +38,7 @@ from server.domain.states import PaymentStatus
 
 MAX_TOKEN = 255
 MAX_TEXT = 1000
-MAX_METADATA_ENTRIES = 50
-MAX_METADATA_KEY = 40
-MAX_METADATA_VALUE = 500
 MAX_REFERENCE = 140
-SEPA_INSTANT_MAX_MINOR = 10_000_000  # EUR 100,000.00
 
 _CARD_NUMBER = re.compile(r"(?:\d[ -]?){12,19}")
 _STRIPE_ACCOUNT = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")
@@ -94,15 +97,19 @@ def _money(v: _Violations, field: str, amount: res.Money) -> Money | None:
 
 
 def _metadata(v: _Violations, metadata: dict[str, str]) -> None:
-    if len(metadata) > MAX_METADATA_ENTRIES:
-        v.add("metadata", f"must have at most {MAX_METADATA_ENTRIES} entries", "TOO_MANY_ENTRIES")
+    """The limits of server/domain/metadata.py: what the PSP accepts once the service's keys are added."""
+    if len(metadata) > caller_metadata.MAX_ENTRIES:
+        v.add("metadata", f"must have at most {caller_metadata.MAX_ENTRIES} entries", "TOO_MANY_ENTRIES")
         return
     for key, value in metadata.items():
-        if not key or len(key) > MAX_METADATA_KEY or not _printable(key):
-            v.add("metadata", f"keys must be 1-{MAX_METADATA_KEY} printable ASCII characters", "INVALID_KEY")
+        problem = caller_metadata.key_problem(key)
+        if problem:
+            v.add("metadata", problem, "INVALID_KEY")
             return
-        if len(value) > MAX_METADATA_VALUE:
-            v.add(f"metadata[{key}]", f"must be at most {MAX_METADATA_VALUE} characters", "FIELD_TOO_LONG")
+        problem = caller_metadata.value_problem(value)
+        if problem:
+            # The key is printable ASCII without brackets here, so it is safe to echo.
+            v.add(f"metadata[{key}]", problem, "INVALID_VALUE")
 
 
 def canonical_without_key(request: Message) -> bytes:
@@ -162,18 +169,18 @@ def refund_command(req: svc.RefundRequest) -> RefundCommand:
 
 
 def _sepa_destination(v: _Violations, account: res.SepaAccount) -> SepaDestination | None:
+    """The SEPA scheme's own rules (server/domain/sepa_scheme.py), the ones the pain.001 builder applies."""
     iban_text = ""
     try:
-        iban_text = str(IBAN(account.iban).compact)
-    except Exception:  # schwifty raises several exception types; all mean "not a valid IBAN"
-        shown = mask_iban(account.iban) if account.iban else "empty"
-        v.add("sepa_account.iban", f"is not a valid IBAN ({shown})", "INVALID_IBAN")
+        iban_text = validate_iban(account.iban, field="sepa_account.iban")
+    except InvalidAccountError as exc:
+        v.add(exc.field, exc.reason, exc.code)
     bic_text = ""
     if account.bic:
         try:
-            bic_text = str(BIC(account.bic).compact)
-        except Exception:
-            v.add("sepa_account.bic", "is not a valid BIC", "INVALID_BIC")
+            bic_text = validate_bic(account.bic, field="sepa_account.bic")
+        except InvalidAccountError as exc:
+            v.add(exc.field, exc.reason, exc.code)
     address = account.address
     if not _COUNTRY.match(address.country):
         v.add("sepa_account.address.country", "must be an ISO 3166 alpha-2 code such as DE", "INVALID_COUNTRY")
@@ -211,10 +218,11 @@ def payout_command(req: svc.PayoutRequest) -> PayoutCommand:
     which = req.WhichOneof("destination")
     if which == "sepa_account":
         destination = _sepa_destination(v, req.sepa_account)
-        if amount is not None and amount.currency != "EUR":
+        if amount is not None and amount.currency != SEPA_CURRENCY:
             v.add("amount.currency", "SEPA credit transfers are in EUR", "CURRENCY_NOT_SUPPORTED")
-        elif amount is not None and req.instant and amount.amount_minor > SEPA_INSTANT_MAX_MINOR:
-            v.add("amount.amount_minor", "SEPA Instant allows at most 100000.00 EUR", "AMOUNT_OVER_LIMIT")
+        elif amount is not None and req.instant and amount.amount_minor > INSTANT_MAX_AMOUNT_MINOR:
+            limit = Money(INSTANT_MAX_AMOUNT_MINOR, SEPA_CURRENCY).format()
+            v.add("amount.amount_minor", f"SEPA Instant allows at most {limit}", "AMOUNT_OVER_LIMIT")
     elif which == "stripe_account_id":
         if not _STRIPE_ACCOUNT.match(req.stripe_account_id):
             v.add("stripe_account_id", "must be a Stripe connected account id (acct_…)", "INVALID_ACCOUNT")

@@ -15,10 +15,17 @@ from server.app.deadline import Deadline
 from server.app.execution import ExecutionPolicy, begin_with_wait, drive, finish_begun, key_claim
 from server.app.flows import Flow, PaymentFlow, PayoutFlow, RefundFlow
 from server.app.orders import charge_order, payout_order, refund_order
-from server.app.psp import OutcomeKind, ProviderDirectory, PspOutcome, PspRejectedError, PspUnavailableError
+from server.app.psp import (
+    OutcomeKind,
+    PaymentProvider,
+    ProviderDirectory,
+    PspOutcome,
+    PspRejectedError,
+    PspUnavailableError,
+)
 from server.app.replies import Reply, ReplyEncoder
 from server.app.store import OperationStore, ResourceReader, Started, StoredReply
-from server.domain.errors import NotFound
+from server.domain.errors import FieldViolation, InvalidRequest, NotFound
 from server.domain.finality import may_resend
 from server.domain.idempotency import Operation
 from server.domain.ids import IdKind, new_id, parse_id
@@ -28,6 +35,14 @@ from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus, is_f
 
 R = TypeVar("R", Payment, Refund, Payout)
 PspCall = Callable[[Deadline], Awaitable[PspOutcome]]
+
+
+def _refuse_amount_the_psp_refuses(provider: PaymentProvider, amount: Money, operation: Operation) -> None:
+    """The PSP's own amount rules (minimum, maximum, units), checked before the key is claimed: a refused
+    amount is the caller's to correct, and the key stays free for the corrected request."""
+    problem = provider.amount_problem(amount, operation)
+    if problem:
+        raise InvalidRequest([FieldViolation("amount.amount_minor", problem, "AMOUNT_NOT_ACCEPTED")])
 
 
 def _is_payment(started: Started[Payment] | Started[Refund] | Started[Payout]) -> TypeGuard[Started[Payment]]:
@@ -64,12 +79,14 @@ class Operations:
     # -- the RPCs ------------------------------------------------------------------------------
 
     async def charge(self, cmd: ChargeCommand, ctx: CallContext) -> Reply:
+        provider = self._providers.for_charge()
+        _refuse_amount_the_psp_refuses(provider, cmd.amount, Operation.CHARGE)
         at = self._now()
         draft = Payment(
             id=new_id(), client_id=ctx.client_id, status=PaymentStatus.PENDING, amount=cmd.amount,
             amount_captured=0, amount_refunded=0, amount_reserved=0, payment_method=cmd.payment_method,
             customer_id=cmd.customer_id, description=cmd.description, metadata=dict(cmd.metadata),
-            psp=self._providers.for_charge().name, psp_reference=None, failure=None,
+            psp=provider.name, psp_reference=None, failure=None,
             created_at=at, updated_at=at,
         )  # fmt: skip
         claim = key_claim(ctx, cmd.idempotency_key, Operation.CHARGE, cmd.fingerprint, self._policy)
@@ -97,8 +114,9 @@ class Operations:
         )
 
     async def payout(self, cmd: PayoutCommand, ctx: CallContext) -> Reply:
-        at = self._now()
         provider = self._providers.for_payout(cmd.destination)
+        _refuse_amount_the_psp_refuses(provider, cmd.amount, Operation.PAYOUT)
+        at = self._now()
         draft = Payout(
             id=new_id(), client_id=ctx.client_id, status=PayoutStatus.PENDING, amount=cmd.amount,
             destination=cmd.destination, instant=cmd.instant, reference=cmd.reference,

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from server.app.deadline import Deadline
 from server.domain.finality import Rejection
+from server.domain.idempotency import Operation
 from server.domain.model import Failure, PayoutDestination
 from server.domain.money import Money
 
@@ -161,6 +162,14 @@ class PaymentProvider(Protocol):
 
     def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
         """Facts to store before the first submission (e.g. SEPA message ids); may be empty."""
+        ...
+
+    def amount_problem(self, amount: Money, operation: Operation) -> str | None:
+        """Why this PSP would refuse the amount (its minimum, maximum or units), or None.
+
+        Asked before the idempotency key is claimed, so an amount the PSP refuses is INVALID_ARGUMENT
+        and the key stays free for a corrected request.
+        """
         ...
 
 

@@ -7,7 +7,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from server.app.context import CallContext
 from server.app.store import ResourceReader
@@ -45,17 +45,30 @@ def encode_page_token(query: ListPaymentsQuery, cursor: tuple[datetime, uuid.UUI
 
 
 def decode_page_token(query: ListPaymentsQuery) -> tuple[datetime, uuid.UUID] | None:
-    """The cursor in the token; a token from other filters, or garbage, is INVALID_ARGUMENT."""
+    """The cursor in the token. Whatever a token holds, one this listing did not issue for these filters
+    is INVALID_ARGUMENT: every decoded field is checked for its type and range before it reaches SQL."""
     if not query.page_token:
         return None
-    bad = InvalidRequest([FieldViolation("page_token", "is not a token this listing issued")])
+    bad = InvalidRequest([FieldViolation("page_token", "is not a token this listing issued", "INVALID_PAGE_TOKEN")])
     try:
         payload = json.loads(base64.urlsafe_b64decode(query.page_token.encode("ascii")))
-        cursor = (datetime.fromisoformat(payload["t"]), uuid.UUID(hex=payload["i"]))
-        matches = payload["f"] == _filter_digest(query)
-    except (ValueError, KeyError, TypeError, UnicodeEncodeError):
+    except (ValueError, UnicodeError, RecursionError):
         raise bad from None
-    if not matches or cursor[0].tzinfo is None:
+    if not isinstance(payload, dict) or set(payload) != {"t", "i", "f"}:
+        raise bad
+    created, ident, digest = payload["t"], payload["i"], payload["f"]
+    if not (isinstance(created, str) and isinstance(ident, str) and isinstance(digest, str)):
+        raise bad
+    if len(created) > 40 or len(ident) != 32 or digest != _filter_digest(query):
+        raise bad
+    try:
+        at = datetime.fromisoformat(created)
+        # A cursor PostgreSQL can compare: aware, and still a valid timestamp once in UTC (an offset can
+        # push 0001-01-01 or 9999-12-31 out of range).
+        cursor = (at.astimezone(UTC), uuid.UUID(hex=ident)) if at.tzinfo is not None else None
+    except (ValueError, OverflowError):
+        raise bad from None
+    if cursor is None:
         raise bad
     return cursor
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from server.domain.money import Money
+from server.domain.sepa_scheme import mask_iban
 from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus
 
 
@@ -95,10 +96,3 @@ class Payout:
     created_at: datetime
     updated_at: datetime
     psp_data: dict[str, str] = field(default_factory=dict)
-
-
-def mask_iban(iban: str) -> str:
-    compact = iban.replace(" ", "")
-    if len(compact) <= 6:
-        return "****"
-    return f"{compact[:2]}**{'*' * (len(compact) - 8)}{compact[-4:]}"

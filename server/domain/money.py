@@ -1,41 +1,40 @@
 """Money as integer minor units of an ISO 4217 currency.
 
 Amounts never pass through floats: a charge of EUR 12.50 is `Money(1250, "EUR")`, ¥500 is
-`Money(500, "JPY")`. The exponent table below is ISO 4217's; it decides how a minor-unit amount is
-shown and how large an amount may be.
+`Money(500, "JPY")`. The exponents are ISO 4217's (the iso4217 package); a PSP that counts in other
+units (Stripe sends ISK with two decimals) converts in its adapter.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Exponents that are not 2. Every other code in ISO_4217_CODES has two minor digits.
-_EXPONENTS: dict[str, int] = {
-    # no minor unit
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
-    "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-    # three minor digits
-    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-    # four minor digits
-    "CLF": 4, "UYW": 4,
-}  # fmt: skip
+import iso4217
 
-# Active ISO 4217 currency codes (funds and precious metals excluded, they are not payable).
-ISO_4217_CODES: frozenset[str] = frozenset(
-    """
-    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN
-    BZD CAD CDF CHF CLF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL
-    GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW
-    KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN
-    NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK
-    SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYI UYU
-    UYW UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
-    """.split()
+# ISO 4217 itself, as published by its maintenance agency (SIX), from the iso4217 package: codes and
+# minor-unit exponents change (BGN left on 2026-01-01 when Bulgaria adopted the euro; ANG became XCG in
+# 2025), and a hand-typed table silently falls behind. Payable means: a currency with a minor unit
+# (precious metals, SDR and test codes have none), not a fund code (IsFund: CLF, UYI, ...), and not
+# an accounting unit of an institution (XAD, the Arab Monetary Fund's).
+_NOT_PAYABLE_UNITS = frozenset({"XAD"})
+_FUNDS: frozenset[str] = frozenset(
+    entry.findtext("Ccy") or ""
+    for entry in iso4217.raw_xml.iter("CcyNtry")
+    if (name := entry.find("CcyNm")) is not None and name.attrib.get("IsFund")
 )
+_EXPONENTS: dict[str, int] = {
+    currency.code: currency.exponent
+    for currency in iso4217.Currency
+    if currency.exponent is not None and currency.code not in _FUNDS | _NOT_PAYABLE_UNITS
+}
+ISO_4217_CODES: frozenset[str] = frozenset(_EXPONENTS)
+ISO_4217_PUBLISHED = iso4217.__published__
 
-# Largest amount accepted in one operation, in minor units of any currency: eight digits, the
-# ceiling card PSPs apply (EUR 999,999.99; JPY 99,999,999). Larger sums go by bank transfer in parts.
-MAX_AMOUNT_MINOR = 99_999_999
+# The service's own ceiling for one operation, in minor units of any currency: twelve digits, above any
+# single payment the teams make and far inside int64. Each PSP narrows it (Stripe: eight digits in its
+# own representation, see adapters/stripe_psp.py; SEPA: EUR 999,999,999.99), and the API edge checks
+# the PSP's limits before a key is claimed.
+MAX_AMOUNT_MINOR = 999_999_999_999
 
 
 class UnknownCurrency(ValueError):
@@ -57,7 +56,7 @@ class Currency:
     def of(cls, code: str) -> Currency:
         if code not in ISO_4217_CODES:
             raise UnknownCurrency(code)
-        return cls(code, _EXPONENTS.get(code, 2))
+        return cls(code, _EXPONENTS[code])
 
 
 def is_known_currency(code: str) -> bool:

@@ -206,7 +206,7 @@ def test_sigkill_storm_keeps_every_charge_exactly_once(database_url: str, tmp_pa
     # Exactly one PaymentIntent per key, by the sandbox's counters and by its request log.
     assert sandbox.executions(CREATE_PAYMENT_INTENT) == CHARGES
     assert all(sandbox.executions_for_key(_psp_key(key)) == 1 for key in seen)
-    per_payment = Counter(dict(parse_qsl(r.body)).get("metadata[payment_id]") for r in executed)
+    per_payment = Counter(dict(parse_qsl(r.body)).get("metadata[payments.payment_id]") for r in executed)
     assert per_payment == Counter({payment.id: 1 for payment in seen.values()})
     # The kills did hit PSP calls: some answers were lost with the process and replayed to a retry.
     assert kills_mid_psp >= 5

@@ -18,7 +18,6 @@ from adapters.bank.errors import (
 )
 from adapters.bank.pain001 import (
     ID_MAX_LENGTH,
-    INSTANT_MAX_AMOUNT_MINOR,
     PAIN001_NAMESPACE,
     CreditTransfer,
     DebtorAccount,
@@ -28,6 +27,7 @@ from adapters.bank.pain001 import (
     validate_pain001,
 )
 from adapters.bank.xmltools import parse_xml
+from server.domain.sepa_scheme import INSTANT_MAX_AMOUNT_MINOR
 from server.domain.sepa_text import SEPA_ALLOWED_CHARACTERS, SepaTextError
 
 NS = {"p": PAIN001_NAMESPACE}

@@ -18,6 +18,7 @@ from server.app.psp import (
     PspUnavailableError,
     RefundOrder,
 )
+from server.domain.idempotency import Operation
 from server.domain.money import Money
 
 ORDER = ChargeOrder("pay_1", "c", "k", "charge-abc", Money(100, "EUR"), "pm_card_visa", "", "", {})
@@ -54,6 +55,9 @@ class ScriptedPsp:
 
     def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
         return {}
+
+    def amount_problem(self, amount: Money, operation: Operation) -> str | None:
+        return None
 
 
 class RecordingSleep:
