@@ -11,7 +11,9 @@ import sys
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlsplit
 
+import asyncpg
 import httpx
 import stripe
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
@@ -32,7 +34,8 @@ from server.app.execution import ExecutionPolicy
 from server.app.operations import Operations
 from server.app.queries import Queries
 from server.app.worker import BackgroundWorker, WorkerPolicy
-from server.config import Settings
+from server.config import SHARED_PORT_VARIABLE, Settings
+from server.domain.errors import StorageUnavailable
 from server.domain.finality import RecoverySchedule
 from server.runtime import GrpcServer
 from server.security.setup import build_identifier, check_startup, server_credentials
@@ -211,9 +214,7 @@ async def start_service(
         url, embedded = await asyncio.to_thread(open_database_url, settings)
     else:
         url = dsn
-    if migrate:
-        await migrate_dsn(url)
-    db = Database(await create_pool(url, max_size=settings.db_pool_size))
+    db = await _open_database(url, settings.db_pool_size, migrate=migrate)
     owned = None
     if providers is None:
         owned = build_providers(settings)
@@ -223,13 +224,42 @@ async def start_service(
     servicer = PaymentServicer(core.operations, Queries(core.reader), identifier)
     admin = AdminServicer(core.admin(settings, policy), identifier)
     traced = tracing_active() if tracing is None else tracing
-    server = GrpcServer(servicer, admin=admin, interceptors=[aio_server_interceptor()] if traced else None)
-    port = server.bind(settings.listen, server_credentials(settings))
+    interceptors = [aio_server_interceptor()] if traced else None
+    server = GrpcServer(servicer, admin=admin, interceptors=interceptors, share_port=settings.share_listen_port)
+    try:
+        port = server.bind(settings.listen, server_credentials(settings))
+    except OSError as exc:
+        await db.close()
+        if owned is not None:
+            await owned.close()
+        raise StartupError(str(exc)) from None
     await server.start()
     worker = core.worker(settings, worker_policy) if settings.worker else None
     service = Service(settings, db, server, providers, port, embedded, owned, worker)
     service.start_worker()
     return service
+
+
+class StartupError(Exception):
+    """The process cannot start (database unreachable, listen address taken): one line, exit code 2."""
+
+
+async def _open_database(url: str, pool_size: int, *, migrate: bool) -> Database:
+    """Migrates (when asked) and opens the pool; an unreachable database is a StartupError naming only
+    the host, port and database, never the URL (it may carry a password)."""
+    try:
+        if migrate:
+            await migrate_dsn(url)
+        return Database(await create_pool(url, max_size=pool_size))
+    except (StorageUnavailable, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        cause = exc.__cause__ if isinstance(exc, StorageUnavailable) and exc.__cause__ else exc
+        raise StartupError(f"cannot reach the database at {_where(url)}: {type(cause).__name__}: {cause}") from None
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or dict(parse_qsl(parts.query)).get("host", "local socket")
+    return f"{host}:{parts.port or 5432}/{parts.path.lstrip('/') or '?'}"
 
 
 async def _until_signalled() -> None:
@@ -244,8 +274,11 @@ async def run_worker(settings: Settings) -> int:
     """`payments worker`: the recovery worker and status poller alone, until SIGTERM/SIGINT."""
     configure_telemetry()
     url, _ = await asyncio.to_thread(open_database_url, settings)
-    await migrate_dsn(url)
-    db = Database(await create_pool(url, max_size=min(settings.db_pool_size, 5)))
+    try:
+        db = await _open_database(url, min(settings.db_pool_size, 5), migrate=True)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     owned = build_providers(settings)
     core = wire(settings, db, owned.directory)
     worker = core.worker(settings, None)
@@ -263,7 +296,11 @@ async def run_worker(settings: Settings) -> int:
 async def serve(settings: Settings) -> int:
     """`payments serve`: runs until SIGTERM/SIGINT, then shuts down gracefully. Returns the exit code."""
     configure_telemetry()
-    service = await start_service(settings)
+    try:
+        service = await start_service(settings)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     log.info("payments service listening", extra={"listen": settings.listen, **settings.describe()})
     print(f"payments service listening on {settings.listen} ({settings.describe()['database']})", flush=True)
     await _until_signalled()
@@ -286,7 +323,7 @@ def serve_processes(settings: Settings, workers: int) -> int:
         raise ValueError("--workers needs a fixed port: the processes share it")
     url, embedded = open_database_url(settings)
     asyncio.run(migrate_dsn(url))
-    env = {**os.environ, "PAYMENTS_DATABASE_URL": url, "PAYMENTS_LISTEN": settings.listen}
+    env = {**os.environ, "PAYMENTS_DATABASE_URL": url, "PAYMENTS_LISTEN": settings.listen, SHARED_PORT_VARIABLE: "1"}
     sandboxes: list[StripeSandbox | BankSandbox] = []
     if settings.psp == "stripe" and not settings.stripe_api_key:
         stripe_sandbox = StripeSandbox().start()

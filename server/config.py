@@ -12,6 +12,9 @@ from pathlib import Path
 
 from server.domain.finality import RecoverySchedule
 
+# Internal: set by `payments serve --workers N` in the environment of the processes it starts.
+SHARED_PORT_VARIABLE = "PAYMENTS_INTERNAL_SHARED_PORT"
+
 
 class ConfigError(ValueError):
     """A configuration value is unusable; the message names the variable."""
@@ -83,6 +86,8 @@ class Settings:
     reply_retention_days: int = 30
     worker: bool = True  # the recovery worker and status poller run in this process
     recovery_idle_seconds: float = 5.0  # how long a stopped execution is left to its client
+    # Set by `payments serve --workers N` for its own processes only: they share one port.
+    share_listen_port: bool = False
     # How long Stripe's idempotency keys are re-sent (Stripe honours them 24 h); tests use seconds.
     stripe_key_ttl_seconds: float = 23 * 3600.0
     # Client ids allowed to call payments.admin.v1.AdminService (operators); nobody by default.
@@ -120,6 +125,7 @@ class Settings:
             worker=(env.get("PAYMENTS_WORKER") or "on").lower() not in ("off", "0", "false", "no"),
             recovery_idle_seconds=_float(env, "PAYMENTS_RECOVERY_IDLE_SECONDS", cls.recovery_idle_seconds),
             stripe_key_ttl_seconds=_float(env, "PAYMENTS_STRIPE_KEY_TTL_SECONDS", cls.stripe_key_ttl_seconds),
+            share_listen_port=_flag(env, SHARED_PORT_VARIABLE),
             admin_clients=_names(env, "PAYMENTS_ADMIN_CLIENTS"),
         )
         settings.validate()

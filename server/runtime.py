@@ -36,7 +36,11 @@ class GrpcServer:
         *,
         admin: AdminServicer | None = None,
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] | None = None,
+        share_port: bool = False,
     ) -> None:
+        """`share_port` lets several processes listen on one port (SO_REUSEPORT): only the processes of
+        `payments serve --workers N` ask for it. Otherwise a port already in use refuses the start, so
+        a second server cannot silently split the traffic with the first."""
         self._server = grpc.aio.server(
             interceptors=interceptors or [],
             options=[
@@ -45,7 +49,7 @@ class GrpcServer:
                 ("grpc.max_metadata_size", MAX_METADATA_BYTES),
                 ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
                 ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
-                ("grpc.so_reuseport", 1),
+                ("grpc.so_reuseport", 1 if share_port else 0),
             ],
         )
         self._server.add_generic_rpc_handlers((generic_handler(servicer),))
@@ -61,12 +65,15 @@ class GrpcServer:
 
     def bind(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
         """Listens on `address`: TLS with `credentials` (see server.security.setup), else plaintext."""
-        if credentials is None:
-            self.port = self._server.add_insecure_port(address)
-        else:
-            self.port = self._server.add_secure_port(address, credentials)
+        try:
+            if credentials is None:
+                self.port = self._server.add_insecure_port(address)
+            else:
+                self.port = self._server.add_secure_port(address, credentials)
+        except RuntimeError:  # grpc raises this when the address cannot be bound
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"could not listen on {address}")
+            raise OSError(f"cannot listen on {address}: the address is in use or not available")
         return self.port
 
     async def start(self) -> None:

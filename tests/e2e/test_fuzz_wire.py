@@ -11,6 +11,7 @@ import socket
 import ssl
 import struct
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +29,7 @@ from server.config import Settings
 from server.runtime import MAX_MESSAGE_BYTES, MAX_METADATA_BYTES
 from tests.support.harness import ServerHarness
 from tests.support.postgres import PostgresForTests
-from tests.support.protofuzz import RPC_NAMES, any_request
+from tests.support.protofuzz import METADATA, RPC_NAMES, any_request, page_tokens
 from tests.support.requests import charge, error_reason
 from tests.support.secure import Pki, SecureServer, bearer, client_credentials, make_pki
 
@@ -325,3 +326,45 @@ def test_garbage_on_the_tls_socket(secure: SecureServer, pki: Pki) -> None:
     authenticated.load_cert_chain(str(pki.trusted.clients["client-a"].cert), str(pki.trusted.clients["client-a"].key))
     authenticated.set_alpn_protocols(["h2"])
     spray(secure.port, HTTP2_GARBAGE, tls_context=authenticated)  # garbage inside a good TLS session
+
+
+# -------------------------------------------------------------------- metadata and page tokens, 5,000 more
+
+FIELD_REQUESTS = 5_000
+
+
+def test_fuzzed_metadata_and_page_tokens_never_crash(stub: PaymentStub, pki: Pki) -> None:
+    """Half charges with hostile metadata, half listings with forged or mutated page tokens: every
+    answer is OK or INVALID_ARGUMENT with ErrorInfo, never INTERNAL/UNKNOWN. The figures are printed."""
+    metadata = bearer(pki.tokens["client-a"])
+    for n in range(3):  # enough payments for a real token
+        stub.Charge(charge(f"page-{n}"), metadata=metadata, timeout=10)
+    real = stub.ListPayments(svc.ListPaymentsRequest(page_size=1), metadata=metadata, timeout=10).next_page_token
+    assert real
+    codes: Counter[str] = Counter()
+    tokens = page_tokens(real)
+
+    @fuzz(FIELD_REQUESTS // (2 * BATCH) + 10)
+    @given(
+        charges=st.lists(METADATA, min_size=BATCH, max_size=BATCH),
+        listings=st.lists(tokens, min_size=BATCH, max_size=BATCH),
+    )
+    def fire(charges: list[dict[str, str]], listings: list[str]) -> None:
+        futures = [
+            ("Charge", stub.Charge.future(charge(f"fz-{uuid.uuid4()}", metadata=m), metadata=metadata, timeout=30))
+            for m in charges
+        ] + [
+            ("ListPayments", stub.ListPayments.future(svc.ListPaymentsRequest(page_size=1, page_token=t),
+                                                      metadata=metadata, timeout=30))
+            for t in listings
+        ]  # fmt: skip
+        for rpc, future in futures:
+            code, error = outcome(future)
+            codes[f"{rpc} {code.name}"] += 1
+            assert_answer(rpc, code, error, {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT})
+
+    fire()
+    print(f"\nfuzzed metadata and page tokens: {sum(codes.values())} requests: {dict(sorted(codes.items()))}")
+    assert sum(codes.values()) >= FIELD_REQUESTS
+    assert codes["Charge INVALID_ARGUMENT"] > 0
+    assert codes["ListPayments INVALID_ARGUMENT"] > 0

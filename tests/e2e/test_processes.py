@@ -148,3 +148,34 @@ def _children_of(pid: int) -> list[int]:
     import psutil
 
     return [child.pid for child in psutil.Process(pid).children() if "server.cli" in " ".join(child.cmdline())]
+
+
+def test_serve_with_an_unreachable_database_says_so_in_one_line() -> None:
+    port = free_port()
+    url = f"postgresql://payments:not-a-real-secret@127.0.0.1:{free_port()}/payments"
+    process = start_cli_server(url, port)
+    assert process.wait(timeout=60) == 2
+    assert process.stderr is not None
+    lines = [line for line in process.stderr.read().decode().splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: cannot reach the database at 127.0.0.1:"), lines
+    assert "not-a-real-secret" not in lines[0]
+
+
+def test_a_second_server_on_a_port_in_use_refuses_to_start(database_url: str) -> None:
+    port = free_port()
+    first = start_cli_server(database_url, port)
+    try:
+        wait_serving(f"127.0.0.1:{port}")
+        second = start_cli_server(database_url, port)
+        assert second.wait(timeout=60) == 2
+        assert second.stderr is not None
+        error = second.stderr.read().decode()
+        assert f"cannot listen on 127.0.0.1:{port}" in error
+        assert "Traceback" not in error
+        created = run_cli("charge", "--amount", "1000", "--currency", "EUR", "--payment-method", "pm_card_visa",
+                          "--idempotency-key", "still-one", port=port)  # fmt: skip
+        assert created.returncode == 0, created.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0

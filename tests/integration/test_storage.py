@@ -60,6 +60,9 @@ async def test_illegal_transition_is_refused_by_the_database(database_url: str) 
             assert events[0]["actor"] == "client:c"
             with pytest.raises(asyncpg.PostgresError, match="append-only"):
                 await conn.execute("DELETE FROM resource_events")
+            with pytest.raises(asyncpg.PostgresError, match="append-only"):
+                await conn.execute("TRUNCATE resource_events")
+            assert await conn.fetchval("SELECT count(*) FROM resource_events") == 2
     finally:
         await db.close()
 

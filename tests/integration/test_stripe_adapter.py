@@ -15,6 +15,7 @@ from adapters.sandboxes.stripe_sandbox import StripeSandbox
 from adapters.stripe_psp import StripeAdapter, close_http_client, stripe_client
 from server.app.deadline import Deadline
 from server.app.psp import ChargeOrder, OutcomeKind, PayoutOrder, PspRejectedError, PspUnavailableError, RefundOrder
+from server.domain.finality import Rejection
 from server.domain.model import StripeAccountDestination
 from server.domain.money import Money
 from tests.support.stripe_backend import LIVE, StripeBackend, live_credentials
@@ -182,3 +183,28 @@ async def test_over_refund_is_rejected_by_stripe(backend: StripeBackend, psp: Re
     with pytest.raises(PspRejectedError):
         await psp.refund(refund_order(charged.psp_reference, 5000), Deadline.after(20))
     assert sandbox.executions(CREATE_REFUND) == 0
+
+
+async def test_refused_credentials_are_named_without_stripes_text(
+    backend: StripeBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 401 is a credentials refusal (the finality rule never fails a payment for it), and Stripe's
+    text, which names our masked key, reaches only our log, with the key redacted."""
+    backend.require_sandbox()
+    assert backend.sandbox is not None
+    backend.sandbox.revoke_api_key("sk_test_rolledy123")
+    http_client = stripe.HTTPXClient(timeout=10)
+    try:
+        psp = RetryingProvider(
+            StripeAdapter(stripe_client("sk_test_rolledy123", backend.api_base, http_client)), POLICY
+        )
+        with pytest.raises(PspRejectedError) as caught:
+            await psp.charge(charge_order(), Deadline.after(20))
+    finally:
+        await close_http_client(http_client)
+    assert caught.value.rejection is Rejection.CREDENTIALS
+    assert "sk_" not in str(caught.value)
+    assert "y123" not in str(caught.value)
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "Expired API Key" in logged
+    assert "y123" not in logged

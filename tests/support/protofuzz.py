@@ -6,6 +6,8 @@ messages, so the edge's validation is exercised far beyond hand-written cases.
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -113,3 +115,52 @@ def any_request() -> st.SearchStrategy[tuple[str, Message]]:
         message_type: type[Message] = getattr(svc, method.input_type.name)
         calls.append(st.tuples(st.just(method.name), messages(message_type.DESCRIPTOR, message_type)))
     return st.one_of(*calls)
+
+
+# Metadata as hostile callers write it: the limits' edges, the PSP's forbidden characters, the service's
+# own namespace, NUL and control characters (which PostgreSQL's jsonb refuses), any unicode.
+_METADATA_KEY = st.one_of(
+    st.text(max_size=45),
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=41),
+    st.sampled_from(["", "[", "]", "a[b]", "payments.payment_id", "payments.", "k" * 40, "k" * 41, "ö", "\x00"]),
+)
+_METADATA_VALUE = st.one_of(
+    st.text(max_size=510),
+    st.sampled_from(["", "\x00", "a\x00b", "\x1f", "\x7f", "v" * 500, "v" * 501, "€" * 500, "\ud7ff"]),
+)
+METADATA = st.dictionaries(_METADATA_KEY, _METADATA_VALUE, max_size=55)
+
+
+def page_tokens(real: str) -> st.SearchStrategy[str]:
+    """Tokens a caller might send: a real one mutated byte by byte, truncated or extended, and base64 of
+    JSON with the right keys but the wrong types or out-of-range values."""
+    raw = base64.urlsafe_b64decode(real.encode())
+
+    @st.composite
+    def mutated(draw: st.DrawFn) -> str:
+        data = bytearray(raw)
+        for _ in range(draw(st.integers(1, 4))):
+            if data:
+                data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+        return base64.urlsafe_b64encode(bytes(data)).decode()
+
+    json_value = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+        max_leaves=8,
+    )
+    timestamps = st.one_of(
+        st.text(max_size=40),
+        st.sampled_from(["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00", "2026-01-01T00:00:00"]),
+        st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+    )
+    forged = st.fixed_dictionaries({"t": timestamps | json_value, "i": st.text(max_size=40) | json_value,
+                                    "f": st.text(max_size=20) | json_value})  # fmt: skip
+    encoded = forged.map(lambda payload: base64.urlsafe_b64encode(json.dumps(payload).encode()).decode())
+    return st.one_of(
+        mutated(),
+        encoded,
+        st.just(real[:-1]),
+        st.just(real + "A"),
+        st.text(max_size=80),
+    )
