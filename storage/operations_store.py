@@ -34,6 +34,7 @@ from server.domain.errors import (
     PaymentNotRefundable,
     RefundExceedsRemaining,
 )
+from server.domain.idempotency import Busy, KeyRecord, Rebuild, RecoveryPoint, Replay, Reused, classify
 from server.domain.model import Payment, Payout, Refund
 from server.domain.money import Money
 from server.domain.refunds import decide_refund_amount
@@ -44,10 +45,14 @@ from storage.rows import destination_json, failure_columns
 
 R = TypeVar("R", Payment, Refund, Payout)
 
-_KEY_INSERT = """
+# The recovery points as the SQL spells them: the domain's enum (server/domain/idempotency.py).
+STARTED = RecoveryPoint.STARTED.value
+FINISHED = RecoveryPoint.FINISHED.value
+
+_KEY_INSERT = f"""
     INSERT INTO idempotency_keys (client_id, idempotency_key, operation, fingerprint, resource_id,
                                   recovery_point, locked_until, lock_token, trace_context)
-    VALUES ($1, $2, $3, $4, $5, 'started', now() + make_interval(secs => $6), $7, $8)
+    VALUES ($1, $2, $3, $4, $5, '{STARTED}', now() + make_interval(secs => $6), $7, $8)
     ON CONFLICT DO NOTHING
     RETURNING resource_id
 """
@@ -76,7 +81,7 @@ _CLAIM_PAYOUT = f"""
 # predicate of idempotency_keys_stalled and pick that partial index instead. A plan cached while the
 # tables were tiny did exactly that, and then scanned every dead entry the index gathers between
 # vacuums on each completion: a cost growing with the table (docs/performance.md).
-UNFINISHED = "recovery_point <> 'finished'"
+UNFINISHED = f"recovery_point <> '{FINISHED}'"
 
 _INSPECT = """
     SELECT operation, fingerprint, resource_id, recovery_point, reply_code, reply_body, reply_final, lock_token,
@@ -94,16 +99,16 @@ _TAKE_OVER = f"""
     RETURNING executions, EXTRACT(EPOCH FROM now() - created_at)::float8 AS key_age
 """
 
-_STORE_ERROR = """
+_STORE_ERROR = f"""
     UPDATE idempotency_keys
-    SET resource_id = NULL, recovery_point = 'finished', reply_code = $3, reply_body = $4,
+    SET resource_id = NULL, recovery_point = '{FINISHED}', reply_code = $3, reply_body = $4,
         reply_stored_at = now(), locked_until = NULL, lock_token = NULL, updated_at = now()
     WHERE client_id = $1 AND idempotency_key = $2
 """
 
 _FINISH_KEY = f"""
     UPDATE idempotency_keys
-    SET recovery_point = 'finished', reply_code = $3, reply_body = $4, reply_final = $5, reply_stored_at = now(),
+    SET recovery_point = '{FINISHED}', reply_code = $3, reply_body = $4, reply_final = $5, reply_stored_at = now(),
         locked_until = NULL, lock_token = NULL, recover_after = NULL, updated_at = now()
     WHERE client_id = $1 AND idempotency_key = $2 AND {UNFINISHED}
 """
@@ -154,7 +159,7 @@ def _finish_with_transition_sql(rtype: ResourceType) -> str:
     return f"""
         WITH moved AS ({_TRANSITION_SQL[rtype]})
         UPDATE idempotency_keys
-        SET recovery_point = 'finished', reply_code = {code}, reply_body = {body}, reply_final = {final},
+        SET recovery_point = '{FINISHED}', reply_code = {code}, reply_body = {body}, reply_final = {final},
             reply_stored_at = now(), locked_until = NULL, lock_token = NULL, recover_after = NULL,
             updated_at = now()
         WHERE client_id = $2 AND idempotency_key = {key} AND {UNFINISHED}
@@ -195,6 +200,14 @@ def _transition_args(t: Transition) -> list[object]:
     elif t.resource is ResourceType.PAYOUT:
         args.append(t.psp_data or None)
     return args
+
+
+def _key_record(row: Any) -> KeyRecord:
+    return KeyRecord(
+        operation=row["operation"], fingerprint=bytes(row["fingerprint"]),
+        recovery_point=RecoveryPoint(row["recovery_point"]), resource_id=row["resource_id"],
+        has_reply=row["reply_body"] is not None, reply_final=row["reply_final"], lease_left_seconds=row["lease_left"],
+    )  # fmt: skip
 
 
 class PostgresOperationStore:
@@ -304,15 +317,15 @@ class PostgresOperationStore:
         row = await conn.fetchrow(_INSPECT, claim.client_id, claim.key)
         if row is None:  # keys are never deleted; only a concurrent rollback (refund NOT_FOUND) gets here
             return InFlight(0.05)
-        if row["operation"] != str(claim.operation) or bytes(row["fingerprint"]) != claim.fingerprint:
+        decision = classify(_key_record(row), claim.operation, claim.fingerprint)
+        if isinstance(decision, Reused):
             raise IdempotencyKeyReused()
-        if row["recovery_point"] == "finished":
-            # A reply showing an unfinished state is not replayed: the resource may have moved on since.
-            if row["reply_body"] is not None and (row["reply_final"] or row["resource_id"] is None):
-                return Done(StoredReply(row["reply_code"], bytes(row["reply_body"])), replayed=True)
-            return Pruned(row["resource_id"])
-        if row["lease_left"] > 0:
-            return InFlight(min(max(row["lease_left"], 0.05), 1.0))
+        if isinstance(decision, Replay):
+            return Done(StoredReply(row["reply_code"], bytes(row["reply_body"])), replayed=True)
+        if isinstance(decision, Rebuild):
+            return Pruned(decision.resource_id)
+        if isinstance(decision, Busy):
+            return InFlight(decision.retry_after_seconds)
         token = uuid.uuid4()
         won = await conn.fetchrow(_TAKE_OVER, claim.client_id, claim.key, claim.lease_seconds, token, row["lock_token"])
         if won is None:
@@ -349,7 +362,7 @@ class PostgresOperationStore:
                         return reply
             # Someone else finished this execution first (a retry that took over, the recovery worker).
             row = await conn.fetchrow(_INSPECT, lease.client_id, lease.key)
-        if row is not None and row["recovery_point"] == "finished" and row["reply_body"] is not None:
+        if row is not None and row["recovery_point"] == FINISHED and row["reply_body"] is not None:
             return StoredReply(row["reply_code"], bytes(row["reply_body"]), row["reply_final"])
         raise IdempotencyKeyInUse(0.1)
 

@@ -15,14 +15,14 @@ from server.app.store import Lease, PollTarget, StalledExecution, Started, Trans
 from server.domain.idempotency import Operation
 from server.domain.model import Payment, Payout, Refund
 from storage.database import Database
-from storage.operations_store import apply_transition
+from storage.operations_store import FINISHED, STARTED, apply_transition
 from storage.reader import fetch_payment, fetch_payout, fetch_refund
 from storage.rows import PAYMENT_COLUMNS, PAYOUT_COLUMNS, REFUND_COLUMNS, payment_of, payout_of, refund_of
 
-_CLAIM_STALLED = """
+_CLAIM_STALLED = f"""
     WITH stalled AS (
         SELECT client_id, idempotency_key FROM idempotency_keys
-        WHERE recovery_point = 'started' AND (locked_until IS NULL OR locked_until <= now())
+        WHERE recovery_point = '{STARTED}' AND (locked_until IS NULL OR locked_until <= now())
           AND COALESCE(recover_after, updated_at + make_interval(secs => $1)) <= now()
         ORDER BY updated_at
         LIMIT $2
@@ -59,7 +59,7 @@ def _claim_polls_sql(table: str, columns: str) -> str:
         WITH due AS (
             SELECT r.id, k.trace_context FROM {table} r
             JOIN idempotency_keys k ON k.client_id = r.client_id AND k.idempotency_key = r.idempotency_key
-            WHERE r.next_poll_at <= now() AND k.recovery_point = 'finished'
+            WHERE r.next_poll_at <= now() AND k.recovery_point = '{FINISHED}'
             ORDER BY r.next_poll_at
             LIMIT $1
             FOR UPDATE OF r SKIP LOCKED

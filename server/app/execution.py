@@ -225,7 +225,7 @@ def key_claim(
 async def finish_begun(
     begun: Started[R] | Done | Pruned,
     execute: Callable[[Started[R]], Awaitable[Reply]],
-    rebuild: Callable[[uuid.UUID], Awaitable[Reply]],
+    rebuild: Callable[[uuid.UUID | None], Awaitable[Reply]],
 ) -> Reply:
     """Dispatches the result of phase 1: execute, replay, or rebuild a pruned reply."""
     if isinstance(begun, Done):

@@ -213,12 +213,14 @@ class Operations:
         stored = await self._store.finish(started.lease, transition, reply)
         return Reply.of(stored, replayed=False)
 
-    def _rebuild(self, ctx: CallContext, kind: IdKind) -> Callable[[uuid.UUID], Awaitable[Reply]]:
+    def _rebuild(self, ctx: CallContext, kind: IdKind) -> Callable[[uuid.UUID | None], Awaitable[Reply]]:
         """A reply rebuilt from the resource's current state, once the stored one was pruned."""
 
-        async def rebuild(resource_id: uuid.UUID) -> Reply:
+        async def rebuild(resource_id: uuid.UUID | None) -> Reply:
             body: bytes | None = None
-            if kind is IdKind.PAYMENT:
+            if resource_id is None:
+                pass
+            elif kind is IdKind.PAYMENT:
                 payment = await self._reader.get_payment(ctx.client_id, resource_id)
                 body = self._encoder.charge(payment) if payment else None
             elif kind is IdKind.REFUND:

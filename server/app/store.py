@@ -82,9 +82,10 @@ class Done:
 @dataclass(frozen=True, slots=True)
 class Pruned:
     """Finished, with no stored reply worth replaying (pruned after the retention period, or showing a
-    state the PSP had not finished): the reply is rebuilt from the resource's current state."""
+    state the PSP had not finished): the reply is rebuilt from the resource's current state. None only for
+    a business error pruned before errors were kept: NOT_FOUND."""
 
-    resource_id: uuid.UUID
+    resource_id: uuid.UUID | None
 
 
 @dataclass(frozen=True, slots=True)
