@@ -1,8 +1,7 @@
-"""The one retry policy for every PSP call (tenacity).
+"""The one retry policy for every PSP call.
 
 An adapter implements the PaymentProvider port with single attempts; `RetryingProvider` wraps it into the
-same port with retries:
-exponential backoff with full jitter, the PSP's Retry-After honoured, bounded by a number of attempts
+same port with retries: exponential backoff with full jitter, the PSP's Retry-After honoured, bounded by a number of attempts
 AND by the caller's remaining deadline (a wait that would outlive the deadline is not taken). Every
 attempt of one logical call carries the same PSP idempotency key, because the key is in the order.
 When retries run out, PspUnavailableError says whether any attempt may have executed.
@@ -16,8 +15,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
-
-from tenacity import AsyncRetrying, retry_if_exception_type
 
 from server.app import telemetry
 from server.app.deadline import Deadline
@@ -106,13 +103,13 @@ class RetryingProvider:
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
         return await self._run("lookup", lambda d: self._inner.lookup(order, psp_reference, d), deadline)
 
-    def _delay(self, failed_attempts: int, error: BaseException | None) -> float:
+    def _delay(self, failed_attempts: int, error: PspUnavailableError) -> float:
         """Full-jitter exponential backoff after `failed_attempts`, or the PSP's Retry-After if longer."""
         policy = self._policy
         backoff = min(policy.max_backoff, policy.initial_backoff * 2 ** (failed_attempts - 1))
         # Full jitter spreads the retries of many callers (not for security).
         wait = random.uniform(0.0, backoff)  # noqa: S311 - jitter, not security
-        if isinstance(error, PspUnavailableError) and error.retry_after is not None:
+        if error.retry_after is not None:
             wait = max(wait, error.retry_after)
         return wait
 
@@ -153,44 +150,29 @@ class RetryingProvider:
         deadline: Deadline,
         labels: dict[str, str],
     ) -> PspOutcome:
-        """The first attempt runs directly (the common case costs no retry machinery); a failure hands the
-        remaining attempts to tenacity, after the first backoff."""
-        try:
-            return await self._attempt(operation, 1, attempt, deadline)
-        except PspUnavailableError as first:
-            failure = first
-        possibly_executed = failure.possibly_executed
-        delay = self._delay(1, failure)
-        if self._out_of_time(1, delay, deadline):
-            raise self._exhausted(operation, failure, possibly_executed) from failure
-        await self._sleep(delay)
-        retrying = AsyncRetrying(  # tenacity numbers its attempts from 1: ours are one more
-            stop=lambda state: self._out_of_time(state.attempt_number + 1, state.upcoming_sleep or 0.0, deadline),
-            wait=lambda state: self._delay(
-                state.attempt_number + 1, state.outcome.exception() if state.outcome else None
-            ),
-            retry=retry_if_exception_type(PspUnavailableError),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        try:
-            async for attempt_state in retrying:
-                with attempt_state:
-                    telemetry.psp_retries.add(1, labels)
-                    try:
-                        return await self._attempt(operation, attempt_state.retry_state.attempt_number + 1, attempt,
-                                                   deadline)  # fmt: skip
-                    except PspUnavailableError as exc:
-                        possibly_executed = possibly_executed or exc.possibly_executed
-                        raise
-                    except PspRejectedError as exc:
-                        # A refusal after an attempt that may have executed proves nothing about that one.
-                        if possibly_executed and not exc.possibly_executed:
-                            raise exc.after_possible_execution() from exc
-                        raise
-        except PspUnavailableError as exc:
-            raise self._exhausted(operation, exc, possibly_executed) from exc
-        raise AssertionError("unreachable: tenacity returns or raises")
+        """Attempts until one answers, the attempts run out, or the next wait would outlive the deadline.
+
+        A plain loop rather than a retry library: the first attempt, the common case, then costs nothing
+        but the call (docs/performance.md), and the rule stays readable in one place."""
+        possibly_executed = False
+        number = 1
+        while True:
+            if number > 1:
+                telemetry.psp_retries.add(1, labels)
+            try:
+                return await self._attempt(operation, number, attempt, deadline)
+            except PspUnavailableError as exc:
+                possibly_executed = possibly_executed or exc.possibly_executed
+                delay = self._delay(number, exc)
+                if self._out_of_time(number, delay, deadline):
+                    raise self._exhausted(operation, exc, possibly_executed) from exc
+            except PspRejectedError as exc:
+                # A refusal after an attempt that may have executed proves nothing about that one.
+                if possibly_executed and not exc.possibly_executed:
+                    raise exc.after_possible_execution() from exc
+                raise
+            await self._sleep(delay)
+            number += 1
 
     def _exhausted(self, operation: str, last: PspUnavailableError, possibly_executed: bool) -> PspUnavailableError:
         return PspUnavailableError(
