@@ -92,6 +92,10 @@ class InProcessSandbox:
     def lookup_window_seconds(self) -> float:
         return self._lookup_window_seconds
 
+    @property
+    def payouts_can_return(self) -> bool:
+        return False
+
     # -- control, for tests -------------------------------------------------------------------
 
     def fail_next(self, count: int, kind: str = FaultKind.UNAVAILABLE) -> None:

@@ -1,8 +1,8 @@
 """The one retry policy for every PSP call.
 
 An adapter implements the PaymentProvider port with single attempts; `RetryingProvider` wraps it into the
-same port with retries: exponential backoff with full jitter, the PSP's Retry-After honoured, bounded by a number of attempts
-AND by the caller's remaining deadline (a wait that would outlive the deadline is not taken). Every
+same port with retries: exponential backoff with full jitter, the PSP's Retry-After honoured, bounded by
+a number of attempts AND by the caller's remaining deadline (a wait that would outlive the deadline is not taken). Every
 attempt of one logical call carries the same PSP idempotency key, because the key is in the order.
 When retries run out, PspUnavailableError says whether any attempt may have executed.
 """
@@ -84,6 +84,10 @@ class RetryingProvider:
     @property
     def lookup_window_seconds(self) -> float:
         return self._inner.lookup_window_seconds
+
+    @property
+    def payouts_can_return(self) -> bool:
+        return self._inner.payouts_can_return
 
     def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
         return self._inner.prepare_payout(order)

@@ -177,6 +177,10 @@ class StripeAdapter:
     def lookup_window_seconds(self) -> float:
         return self._lookup_window_seconds
 
+    @property
+    def payouts_can_return(self) -> bool:
+        return False  # a Transfer to a connected account is final once Stripe made it
+
     def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
         return {}
 

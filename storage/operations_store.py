@@ -338,7 +338,7 @@ class PostgresOperationStore:
 
     # -- phase 3 -------------------------------------------------------------------------------
 
-    async def finish(self, lease: Lease, transition: Transition | None, reply: StoredReply) -> StoredReply:
+    async def record_outcome(self, lease: Lease, transition: Transition | None, reply: StoredReply) -> StoredReply:
         async with self._db.connection() as conn:
             if transition is not None and transition.refund_settlement is None:
                 # The common case in one statement (one round trip): the conditional transition and the

@@ -180,6 +180,10 @@ class BankTransferAdapter:
     def lookup_window_seconds(self) -> float:
         return self._lookup_window_seconds
 
+    @property
+    def payouts_can_return(self) -> bool:
+        return True  # the creditor's bank can return a SEPA credit transfer after it was booked
+
     async def aclose(self) -> None:
         """Close the HTTP client if this adapter created it (a shared one belongs to its owner)."""
         if self._owns_http:

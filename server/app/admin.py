@@ -25,13 +25,13 @@ from server.app.admin_port import AdminStore, OperationRecord, Resource, Resourc
 from server.app.alerts import credentials_refused
 from server.app.context import CallContext
 from server.app.execution import ExecutionPolicy
-from server.app.flows import PaymentFlow, PayoutFlow, RefundFlow
 from server.app.operations import Operations
 from server.app.psp import OutcomeKind, PspOutcome, PspRejectedError, PspUnavailableError
+from server.app.resources import spec_of
 from server.app.store import Transition
 from server.domain.errors import DomainError, FieldViolation, InvalidRequest, NotFound, PermissionDenied
 from server.domain.finality import Rejection
-from server.domain.model import Failure, Payment, Refund
+from server.domain.model import Failure
 from server.domain.states import ResourceType, is_final
 
 log = logging.getLogger(__name__)
@@ -232,11 +232,8 @@ class Admin:
 
 def decide(resource: Resource, outcome: PspOutcome, actor: str, at: datetime) -> Transition | None:
     """The transition the resource type's Flow makes of an outcome, exactly as after a PSP answer."""
-    if isinstance(resource, Payment):
-        return PaymentFlow().decide(resource, outcome, actor, at)
-    if isinstance(resource, Refund):
-        return RefundFlow().decide(resource, outcome, actor, at)
-    return PayoutFlow().decide(resource, outcome, actor, at)
+    transition: Transition | None = spec_of(resource).flow.decide(resource, outcome, actor, at)
+    return transition
 
 
 # -- page tokens ------------------------------------------------------------------------------------

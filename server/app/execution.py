@@ -168,7 +168,7 @@ async def drive(
     final = flow.apply(resource, transition) if transition else resource
     reply = StoredReply(0, encode(final), final=is_final(flow.resource_type, str(final.status)))
     # Shielded: once the PSP has answered, the outcome is recorded even if the caller goes away.
-    stored = await asyncio.shield(_finish(store, started, transition, reply))
+    stored = await asyncio.shield(_record_outcome(store, started, transition, reply))
     return Reply.of(stored, replayed=False)
 
 
@@ -195,11 +195,11 @@ async def _stop_unfinished(
     await asyncio.shield(_release(store, started, transition, recover_in))
 
 
-async def _finish(
+async def _record_outcome(
     store: OperationStore, started: Started[R], transition: Transition | None, reply: StoredReply
 ) -> StoredReply:
     with telemetry.span("idempotency.complete", {"idempotency.recovery_point": "finished"}):
-        return await store.finish(started.lease, transition, reply)
+        return await store.record_outcome(started.lease, transition, reply)
 
 
 async def _release(
@@ -222,7 +222,7 @@ def key_claim(
     )
 
 
-async def finish_begun(
+async def answer_begun(
     begun: Started[R] | Done | Pruned,
     execute: Callable[[Started[R]], Awaitable[Reply]],
     rebuild: Callable[[uuid.UUID | None], Awaitable[Reply]],

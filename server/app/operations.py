@@ -7,14 +7,14 @@ import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TypeGuard, TypeVar
+from typing import TypeVar
 
 from server.app.commands import ChargeCommand, PayoutCommand, RefundCommand
 from server.app.context import CallContext
 from server.app.deadline import Deadline
-from server.app.execution import ExecutionPolicy, begin_with_wait, drive, finish_begun, key_claim
-from server.app.flows import Flow, PaymentFlow, PayoutFlow, RefundFlow
-from server.app.orders import charge_order, payout_order, refund_order
+from server.app.execution import ExecutionPolicy, answer_begun, begin_with_wait, drive, key_claim
+from server.app.flows import Flow
+from server.app.orders import payout_order
 from server.app.psp import (
     OutcomeKind,
     PaymentProvider,
@@ -24,6 +24,7 @@ from server.app.psp import (
     PspUnavailableError,
 )
 from server.app.replies import Reply, ReplyEncoder
+from server.app.resources import PspCall, spec_for_kind, spec_of
 from server.app.store import OperationStore, ResourceReader, Started, StoredReply
 from server.domain.errors import FieldViolation, InvalidRequest, NotFound
 from server.domain.finality import may_resend
@@ -34,7 +35,6 @@ from server.domain.money import Money
 from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus, is_final
 
 R = TypeVar("R", Payment, Refund, Payout)
-PspCall = Callable[[Deadline], Awaitable[PspOutcome]]
 
 
 def _refuse_amount_the_psp_refuses(provider: PaymentProvider, amount: Money, operation: Operation) -> None:
@@ -43,18 +43,6 @@ def _refuse_amount_the_psp_refuses(provider: PaymentProvider, amount: Money, ope
     problem = provider.amount_problem(amount, operation)
     if problem:
         raise InvalidRequest([FieldViolation("amount.amount_minor", problem, "AMOUNT_NOT_ACCEPTED")])
-
-
-def _is_payment(started: Started[Payment] | Started[Refund] | Started[Payout]) -> TypeGuard[Started[Payment]]:
-    return isinstance(started.resource, Payment)
-
-
-def _is_refund(started: Started[Payment] | Started[Refund] | Started[Payout]) -> TypeGuard[Started[Refund]]:
-    return isinstance(started.resource, Refund)
-
-
-def _is_payout(started: Started[Payment] | Started[Refund] | Started[Payout]) -> TypeGuard[Started[Payout]]:
-    return isinstance(started.resource, Payout)
 
 
 class Operations:
@@ -93,7 +81,7 @@ class Operations:
         begun = await begin_with_wait(
             lambda: self._store.begin_charge(claim, draft), ctx.deadline, self._policy, Operation.CHARGE
         )
-        return await finish_begun(
+        return await answer_begun(
             begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.PAYMENT)
         )
 
@@ -109,7 +97,7 @@ class Operations:
             lambda: self._store.begin_refund(claim, draft, cmd.amount, self._encoder.error),
             ctx.deadline, self._policy, Operation.REFUND,
         )  # fmt: skip
-        return await finish_begun(
+        return await answer_begun(
             begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.REFUND)
         )
 
@@ -128,7 +116,7 @@ class Operations:
         begun = await begin_with_wait(
             lambda: self._store.begin_payout(claim, draft), ctx.deadline, self._policy, Operation.PAYOUT
         )
-        return await finish_begun(
+        return await answer_begun(
             begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.PAYOUT)
         )
 
@@ -161,38 +149,24 @@ class Operations:
     async def _psp_calls(self, resource: Payment | Refund | Payout, key: str) -> tuple[PspCall, PspCall]:
         """The call that (re)sends this execution and the lookup of what became of it, both built from
         stored data alone (orders.py), so every attempt, wherever it runs, sends the same request."""
-        reference = resource.psp_reference
         provider = self._providers.by_name(resource.psp)
-        if isinstance(resource, Payment):
-            charge = charge_order(resource, key)
-            return (lambda d: provider.charge(charge, d)), (lambda d: provider.lookup(charge, reference, d))
-        if isinstance(resource, Refund):
-            payment = await self._reader.get_payment(resource.client_id, resource.payment_id)
-            refund = refund_order(resource, payment.psp_reference if payment else None, key)
-            return (lambda d: provider.refund(refund, d)), (lambda d: provider.lookup(refund, reference, d))
-        payout = payout_order(resource, key)
-        return (lambda d: provider.payout(payout, d)), (lambda d: provider.lookup(payout, reference, d))
+        return await spec_of(resource).psp_calls(resource, key, provider, self._reader)
 
     async def _complete(
         self, started: Started[Payment] | Started[Refund] | Started[Payout], call: PspCall, ask: PspCall,
         ctx: CallContext, *, settle: bool,
     ) -> Reply:  # fmt: skip
-        """Phases 2 and 3 with the resource type's flow and reply encoder."""
-        if _is_payment(started):
-            return await self._finish(PaymentFlow(), started, call, ask, self._encoder.charge, ctx, settle)
-        if _is_refund(started):
-            return await self._finish(RefundFlow(), started, call, ask, self._encoder.refund, ctx, settle)
-        assert _is_payout(started)
-        return await self._finish(PayoutFlow(), started, call, ask, self._encoder.payout, ctx, settle)
+        """Phases 2 and 3 with the resource type's flow and reply encoder: the PSP's answer recorded, or
+        (`settle`) the PSP's last word before reconciliation."""
+        spec = spec_of(started.resource)
 
-    async def _finish(
-        self, flow: Flow[R], started: Started[R], call: PspCall, ask: PspCall, encode: Callable[[R], bytes],
-        ctx: CallContext, settle: bool,
-    ) -> Reply:  # fmt: skip
+        def encode(resource: Payment | Refund | Payout) -> bytes:
+            return spec.encode(self._encoder, resource)
+
         if settle:
-            return await self._settle(flow, started, ask, encode, ctx)
+            return await self._settle(spec.flow, started, ask, encode, ctx)
         return await drive(
-            flow=flow, started=started, send=call, look_up=ask, store=self._store, encode=encode, ctx=ctx,
+            flow=spec.flow, started=started, send=call, look_up=ask, store=self._store, encode=encode, ctx=ctx,
             policy=self._policy, now=self._now,
         )  # fmt: skip
 
@@ -210,27 +184,17 @@ class Operations:
             transition = flow.decide(resource, outcome, ctx.actor, self._now())
         final = flow.apply(resource, transition) if transition else resource
         reply = StoredReply(0, encode(final), final=is_final(flow.resource_type, str(final.status)))
-        stored = await self._store.finish(started.lease, transition, reply)
+        stored = await self._store.record_outcome(started.lease, transition, reply)
         return Reply.of(stored, replayed=False)
 
     def _rebuild(self, ctx: CallContext, kind: IdKind) -> Callable[[uuid.UUID | None], Awaitable[Reply]]:
         """A reply rebuilt from the resource's current state, once the stored one was pruned."""
+        spec = spec_for_kind(kind)
 
         async def rebuild(resource_id: uuid.UUID | None) -> Reply:
-            body: bytes | None = None
-            if resource_id is None:
-                pass
-            elif kind is IdKind.PAYMENT:
-                payment = await self._reader.get_payment(ctx.client_id, resource_id)
-                body = self._encoder.charge(payment) if payment else None
-            elif kind is IdKind.REFUND:
-                refund = await self._reader.get_refund(ctx.client_id, resource_id)
-                body = self._encoder.refund(refund) if refund else None
-            else:
-                payout = await self._reader.get_payout(ctx.client_id, resource_id)
-                body = self._encoder.payout(payout) if payout else None
-            if body is None:
-                raise NotFound(f"{kind.name.lower()} not found")
-            return Reply(0, body, replayed=True)
+            resource = await spec.load(self._reader, ctx.client_id, resource_id) if resource_id else None
+            if resource is None:
+                raise NotFound(f"{spec.resource_type} not found")
+            return Reply(0, spec.encode(self._encoder, resource), replayed=True)
 
         return rebuild

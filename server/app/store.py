@@ -136,7 +136,7 @@ class OperationStore(Protocol):
 
     async def begin_payout(self, claim: KeyClaim, payout: Payout) -> Begun[Payout]: ...
 
-    async def finish(self, lease: Lease, transition: Transition | None, reply: StoredReply) -> StoredReply:
+    async def record_outcome(self, lease: Lease, transition: Transition | None, reply: StoredReply) -> StoredReply:
         """Records the outcome and stores the reply; returns the reply the key holds afterwards."""
         ...
 

@@ -24,15 +24,14 @@ from server.app import telemetry
 from server.app.alerts import credentials_refused, reconciliation_required
 from server.app.context import CallContext
 from server.app.deadline import Deadline
-from server.app.flows import PaymentFlow, PayoutFlow, RefundFlow
 from server.app.operations import Operations
 from server.app.psp import OutcomeKind, ProviderDirectory, PspOutcome, PspRejectedError, PspUnavailableError
+from server.app.resources import spec_of
 from server.app.store import PollTarget, ResourceReader, StalledExecution, Transition, WorkerStore
 from server.app.task_lane import TaskLane
 from server.domain.errors import DomainError
 from server.domain.finality import RecoverySchedule, Rejection, still_looking
-from server.domain.ids import format_id, id_kind
-from server.domain.model import Payment, Payout, Refund, SepaDestination
+from server.domain.model import Payment, Payout, Refund
 from server.domain.states import PayoutStatus, ResourceType, awaits_psp
 
 log = logging.getLogger(__name__)
@@ -160,12 +159,7 @@ class BackgroundWorker:
             log.info("recovery execution %d of %s: %s", started.executions, _public_id(started.resource), exc.message)
 
     async def _current_status(self, resource: Payment | Refund | Payout) -> str | None:
-        if isinstance(resource, Payment):
-            current: Payment | Refund | Payout | None = await self._reader.get_payment(resource.client_id, resource.id)
-        elif isinstance(resource, Refund):
-            current = await self._reader.get_refund(resource.client_id, resource.id)
-        else:
-            current = await self._reader.get_payout(resource.client_id, resource.id)
+        current = await spec_of(resource).load(self._reader, resource.client_id, resource.id)
         return str(current.status) if current else None
 
     def _alert(self, resource: Payment | Refund | Payout) -> None:
@@ -201,8 +195,8 @@ class BackgroundWorker:
         status = transition.to_status if transition else str(resource.status)
         next_poll: float | None = None
         paid = rtype is ResourceType.PAYOUT and status == PayoutStatus.PAID
-        # Only bank transfers come back after being paid; a Stripe transfer's lookup always says paid.
-        watch_returns = paid and isinstance(resource, Payout) and isinstance(resource.destination, SepaDestination)
+        # Only some PSPs' payouts come back after being paid (SEPA returns); the PSP says which.
+        watch_returns = paid and self._providers.by_name(resource.psp).payouts_can_return
         if status == "REQUIRES_RECONCILIATION":
             next_poll = self._policy.recovery.reconciliation_recheck_seconds  # looked at again, forever
         elif awaits_psp(rtype, status) and (watch_returns or not paid):
@@ -220,26 +214,20 @@ class BackgroundWorker:
     def _decide(self, resource: Payment | Refund | Payout, outcome: PspOutcome, at: datetime) -> Transition | None:
         if outcome.kind is OutcomeKind.UNKNOWN:
             return None
-        if isinstance(resource, Payment):
-            return PaymentFlow().decide(resource, outcome, POLLER_ACTOR, at)
-        if isinstance(resource, Refund):
-            return RefundFlow().decide(resource, outcome, POLLER_ACTOR, at)
-        return PayoutFlow().decide(resource, outcome, POLLER_ACTOR, at)
+        transition: Transition | None = spec_of(resource).flow.decide(resource, outcome, POLLER_ACTOR, at)
+        return transition
 
 
 def _reconcile(resource: Payment | Refund | Payout, at: datetime) -> Transition | None:
-    if isinstance(resource, Payment):
-        return PaymentFlow().reconcile(resource, POLLER_ACTOR, at)
-    if isinstance(resource, Refund):
-        return RefundFlow().reconcile(resource, POLLER_ACTOR, at)
-    return PayoutFlow().reconcile(resource, POLLER_ACTOR, at)
+    transition: Transition | None = spec_of(resource).flow.reconcile(resource, POLLER_ACTOR, at)
+    return transition
 
 
 def _resource_type(resource: Payment | Refund | Payout) -> ResourceType:
-    if isinstance(resource, Payment):
-        return ResourceType.PAYMENT
-    return ResourceType.REFUND if isinstance(resource, Refund) else ResourceType.PAYOUT
+    rtype: ResourceType = spec_of(resource).resource_type
+    return rtype
 
 
 def _public_id(resource: Payment | Refund | Payout) -> str:
-    return format_id(id_kind(_resource_type(resource)), resource.id)
+    public: str = spec_of(resource).public_id(resource)
+    return public

@@ -98,7 +98,7 @@ async def test_claim_states(database_url: str) -> None:
         assert resumed[0].resumed
         assert resumed[0].resource.id == first.resource.id
         reply = StoredReply(0, b"reply-bytes")
-        assert await store.finish(resumed[0].lease, None, reply) == reply
+        assert await store.record_outcome(resumed[0].lease, None, reply) == reply
         replay = await store.begin_charge(claim(), draft())
         assert replay == Done(reply, replayed=True)
         async with db.connection() as conn:
@@ -120,7 +120,7 @@ async def test_pruning_drops_old_reply_bodies_only(database_url: str) -> None:
         for key in ("old", "new"):
             started = await store.begin_charge(claim(key), draft())
             assert isinstance(started, Started)
-            await store.finish(started.lease, None, StoredReply(0, b"reply"))
+            await store.record_outcome(started.lease, None, StoredReply(0, b"reply"))
         async with db.connection() as conn:
             await conn.execute(
                 "UPDATE idempotency_keys SET reply_stored_at = now() - interval '31 days' WHERE idempotency_key = 'old'"
@@ -217,14 +217,14 @@ async def test_a_backlog_of_payment_polls_does_not_starve_payout_polls(database_
         for n in range(5):
             started = await store.begin_charge(claim(f"polled-charge-{n}"), draft())
             assert isinstance(started, Started)
-            await store.finish(started.lease, None, StoredReply(0, b"reply"))
+            await store.record_outcome(started.lease, None, StoredReply(0, b"reply"))
         payout = Payout(uuid.uuid4(), "c", PayoutStatus.PENDING, Money(700, "EUR"), StripeAccountDestination("acct_1"),
                         False, "ref", "sandbox", None, None, AT, AT)  # fmt: skip
         started_payout = await store.begin_payout(
             KeyClaim("c", "polled-payout", Operation.PAYOUT, b"fp", 5.0, ""), payout
         )
         assert isinstance(started_payout, Started)
-        await store.finish(started_payout.lease, None, StoredReply(0, b"reply"))
+        await store.record_outcome(started_payout.lease, None, StoredReply(0, b"reply"))
         async with db.connection() as conn:
             for table in ("payments", "payouts"):
                 await conn.execute(

@@ -30,6 +30,7 @@ class ScriptedPsp:
     name = "scripted"
     key_ttl_seconds = 3600.0
     lookup_window_seconds = 86400.0
+    payouts_can_return = False
 
     def __init__(self, failures: list[PspUnavailableError | PspRejectedError], stall: float = 0.0) -> None:
         self.failures = list(failures)
