@@ -35,6 +35,3 @@ class ProviderSet:
             return self._by_name[name]
         except KeyError:
             raise UnknownProvider(name) from None
-
-    def all(self) -> list[PaymentProvider]:
-        return list(self._by_name.values())

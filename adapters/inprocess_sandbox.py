@@ -30,7 +30,7 @@ from server.app.psp import (
     RefundOrder,
 )
 from server.domain.idempotency import Operation
-from server.domain.model import Failure
+from server.domain.model import Failure, PayoutDestination
 from server.domain.money import Money
 
 DECLINES: dict[str, Failure] = {
@@ -131,6 +131,9 @@ class InProcessSandbox:
 
     def amount_problem(self, amount: Money, operation: Operation) -> str | None:
         return None  # it takes any amount the service accepts
+
+    def destination_problem(self, destination: PayoutDestination) -> str | None:
+        return None
 
     async def charge(self, order: ChargeOrder, deadline: Deadline) -> PspOutcome:
         return await self._execute(order.psp_key, "ch", lambda: self._charge_result(order))

@@ -29,6 +29,7 @@ from server.app.psp import (
     RefundOrder,
 )
 from server.domain.idempotency import Operation
+from server.domain.model import PayoutDestination
 from server.domain.money import Money
 
 T = TypeVar("T")
@@ -94,6 +95,9 @@ class RetryingProvider:
 
     def amount_problem(self, amount: Money, operation: Operation) -> str | None:
         return self._inner.amount_problem(amount, operation)
+
+    def destination_problem(self, destination: PayoutDestination) -> str | None:
+        return self._inner.destination_problem(destination)
 
     async def charge(self, order: ChargeOrder, deadline: Deadline) -> PspOutcome:
         return await self._run("charge", lambda d: self._inner.charge(order, d), deadline)

@@ -30,7 +30,7 @@ from server.app.psp import (
 from server.domain.finality import Rejection
 from server.domain.idempotency import Operation
 from server.domain.metadata import service_key
-from server.domain.model import Failure, StripeAccountDestination
+from server.domain.model import Failure, PayoutDestination, StripeAccountDestination
 from server.domain.money import Currency, Money
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,17 @@ def stripe_amount_problem(amount: Money, *, charge: bool) -> str | None:
 def _from_stripe_amount(stripe_amount: int, currency: str) -> int:
     shift = stripe_exponent(currency) - Currency.of(currency).exponent
     return stripe_amount // int(10**shift) if shift >= 0 else stripe_amount * int(10**-shift)
+
+
+_ACCOUNT_ID = re.compile(r"acct_[A-Za-z0-9]{1,64}")
+_API_KEY_PREFIXES = ("sk_", "rk_")  # a secret or a restricted key; a publishable key (pk_) cannot charge
+
+
+def api_key_problem(api_key: str) -> str | None:
+    """Why this cannot be a Stripe API key for a server, or None (checked at start-up)."""
+    if not api_key.startswith(_API_KEY_PREFIXES):
+        return "PAYMENTS_STRIPE_API_KEY must be a Stripe secret or restricted key (sk_… / rk_…)"
+    return None
 
 
 _SECRET_KEY = re.compile(r"\b([sr]k_(?:test|live)_)[A-Za-z0-9*]+")
@@ -186,6 +197,13 @@ class StripeAdapter:
 
     def amount_problem(self, amount: Money, operation: Operation) -> str | None:
         return stripe_amount_problem(amount, charge=operation is Operation.CHARGE)
+
+    def destination_problem(self, destination: PayoutDestination) -> str | None:
+        if not isinstance(destination, StripeAccountDestination):
+            return "Stripe pays out to connected accounts only"
+        if _ACCOUNT_ID.fullmatch(destination.account_id) is None:
+            return "must be a Stripe connected account id (acct_…)"
+        return None
 
     # -- operations ---------------------------------------------------------------------------
 

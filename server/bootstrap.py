@@ -26,6 +26,7 @@ from adapters.retry import RetryingProvider
 from adapters.sandboxes.bank_sandbox import BankSandbox
 from adapters.sandboxes.stripe_sandbox import StripeSandbox
 from adapters.stripe_psp import StripeAdapter, close_http_client, stripe_client
+from adapters.stripe_psp import api_key_problem as stripe_api_key_problem
 from server.api.admin_servicer import AdminServicer
 from server.api.convert import ProtoReplyEncoder
 from server.api.servicer import ClientIdentifier, PaymentServicer
@@ -76,6 +77,13 @@ class Providers:
             await self.bank_http.aclose()
         for sandbox in self.sandboxes:
             sandbox.stop()
+
+
+def psp_settings_problem(settings: Settings) -> str | None:
+    """What is wrong with the PSP configuration, in the PSP adapter's own terms, before anything starts."""
+    if settings.stripe_api_key:
+        return stripe_api_key_problem(settings.stripe_api_key)
+    return None
 
 
 def build_providers(settings: Settings) -> Providers:

@@ -213,7 +213,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.bootstrap import serve
+    from server.bootstrap import psp_settings_problem, serve
     from server.logs import configure_logging
     from server.security.setup import check_startup
 
@@ -226,6 +226,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(env)
         check_startup(settings)  # refuses plaintext off loopback, unreadable TLS or token files: exit 2
+        problem = psp_settings_problem(settings)
+        if problem:
+            raise ConfigError(problem)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -261,12 +264,15 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from server.bootstrap import run_worker
+    from server.bootstrap import psp_settings_problem, run_worker
     from server.logs import configure_logging
 
     configure_logging()
     try:
         settings = Settings.from_env()
+        problem = psp_settings_problem(settings)
+        if problem:
+            raise ConfigError(problem)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

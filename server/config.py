@@ -137,8 +137,6 @@ class Settings:
             raise ConfigError(f"PAYMENTS_LISTEN must be host:port, got {self.listen!r}")
         if self.psp not in ("stripe", "inprocess"):
             raise ConfigError(f"PAYMENTS_PSP must be 'stripe' or 'inprocess', got {self.psp!r}")
-        if self.stripe_api_key and not self.stripe_api_key.startswith(("sk_", "rk_")):
-            raise ConfigError("PAYMENTS_STRIPE_API_KEY must be a Stripe secret or restricted key (sk_… / rk_…)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("PAYMENTS_TLS_CERT and PAYMENTS_TLS_KEY must be set together")
         if self.tls_client_ca is not None and self.tls_cert is None:

@@ -53,7 +53,7 @@ from server.app.psp import (
 )
 from server.domain.finality import Rejection
 from server.domain.idempotency import Operation
-from server.domain.model import Failure, SepaDestination
+from server.domain.model import Failure, PayoutDestination, SepaDestination
 from server.domain.money import Money
 from server.domain.sepa_scheme import SEPA_CURRENCY, SEPA_MAX_AMOUNT_MINOR
 from server.domain.sepa_text import SepaTextError
@@ -108,7 +108,6 @@ _REASON_TEXT: Final[dict[str, str]] = {
     "RR04": "Regulatory reason",
     "TM01": "Received after the cut-off time",
 }
-_DUPLICATE_REASONS: Final = frozenset({"AM05", "DUPL"})
 
 
 # The gateway keeps idempotency keys and EndToEndIds (its duplicate check) for 30 days in our contract
@@ -227,6 +226,10 @@ class BankTransferAdapter:
         if amount.amount_minor > SEPA_MAX_AMOUNT_MINOR:
             return f"a SEPA credit transfer carries at most {Money(SEPA_MAX_AMOUNT_MINOR, SEPA_CURRENCY).format()}"
         return None
+
+    def destination_problem(self, destination: PayoutDestination) -> str | None:
+        # The account itself is checked at the edge by the SEPA scheme's rules (sepa_scheme.py).
+        return None if isinstance(destination, SepaDestination) else "the bank pays SEPA accounts only"
 
     async def charge(self, order: ChargeOrder, deadline: Deadline) -> PspOutcome:
         """A bank gateway only pushes money out; card charges go to a card PSP."""

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 from sepaxml import SepaTransfer
 
-from adapters.bank.accounts import mask_iban, validate_bic, validate_iban
+from adapters.bank.accounts import validate_bic, validate_iban
 from adapters.bank.errors import BankValidationError, DocumentError
 from adapters.bank.xmltools import (
     Element,
@@ -260,11 +260,6 @@ class InitiatedTransfer:
     remittance: str | None
     instant: bool
     requested_execution_date: date | None
-
-    @property
-    def masked_creditor_iban(self) -> str:
-        """The creditor IBAN in its loggable form (country code + last 4)."""
-        return mask_iban(self.creditor_iban)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from server.domain.errors import FieldViolation, InvalidRequest, NotFound
 from server.domain.finality import may_resend
 from server.domain.idempotency import Operation
 from server.domain.ids import IdKind, new_id, parse_id
-from server.domain.model import Payment, Payout, Refund
+from server.domain.model import Payment, Payout, Refund, StripeAccountDestination
 from server.domain.money import Money
 from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus, is_final
 
@@ -103,6 +103,10 @@ class Operations:
 
     async def payout(self, cmd: PayoutCommand, ctx: CallContext) -> Reply:
         provider = self._providers.for_payout(cmd.destination)
+        problem = provider.destination_problem(cmd.destination)
+        if problem:
+            field = "stripe_account_id" if isinstance(cmd.destination, StripeAccountDestination) else "sepa_account"
+            raise InvalidRequest([FieldViolation(field, problem, "INVALID_ACCOUNT")])
         _refuse_amount_the_psp_refuses(provider, cmd.amount, Operation.PAYOUT)
         at = self._now()
         draft = Payout(

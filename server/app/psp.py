@@ -169,6 +169,11 @@ class PaymentProvider(Protocol):
         """Facts to store before the first submission (e.g. SEPA message ids); may be empty."""
         ...
 
+    def destination_problem(self, destination: PayoutDestination) -> str | None:
+        """Why this PSP cannot pay this destination (e.g. a malformed Stripe account id), or None; asked
+        before the key is claimed, like `amount_problem`."""
+        ...
+
     def amount_problem(self, amount: Money, operation: Operation) -> str | None:
         """Why this PSP would refuse the amount (its minimum, maximum or units), or None.
 

@@ -76,10 +76,6 @@ def enable_tracing() -> None:
     _tracing = True
 
 
-def tracing_enabled() -> bool:
-    return _tracing
-
-
 def span(
     name: str, attributes: dict[str, str | bool | int] | None = None, links: list[Link] | None = None
 ) -> AbstractContextManager[Span]:

@@ -171,3 +171,12 @@ def test_amounts_reach_stripe_in_stripes_units(
     assert payment.payment.amount.amount_minor == amount_minor
     sent = served.creates()[-1]
     assert (sent["currency"], sent["amount"]) == (currency.lower(), stripe_amount)
+
+
+def test_a_stripe_account_id_stripe_cannot_pay_is_refused_before_the_key(served: Served) -> None:
+    payout = svc.PayoutRequest(
+        idempotency_key="acct-fix", amount=res.Money(amount_minor=1000, currency="EUR"), stripe_account_id="seller-7"
+    )
+    refused(served.stub.Payout, payout, field="stripe_account_id")
+    payout.stripe_account_id = "acct_seller7"
+    assert served.stub.Payout(payout, timeout=30).payout.status == res.PAYOUT_STATUS_PAID

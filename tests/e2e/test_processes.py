@@ -179,3 +179,11 @@ def test_a_second_server_on_a_port_in_use_refuses_to_start(database_url: str) ->
     finally:
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=30) == 0
+
+
+def test_serve_refuses_a_publishable_stripe_key(database_url: str) -> None:
+    """The Stripe adapter's own rule (adapters/stripe_psp.py), checked before anything starts."""
+    process = start_cli_server(database_url, free_port(), PAYMENTS_STRIPE_API_KEY="pk_test_not_a_secret_key")
+    assert process.wait(timeout=60) == 2
+    assert process.stderr is not None
+    assert b"secret or restricted key" in process.stderr.read()

@@ -19,6 +19,7 @@ from server.app.psp import (
     RefundOrder,
 )
 from server.domain.idempotency import Operation
+from server.domain.model import PayoutDestination
 from server.domain.money import Money
 
 ORDER = ChargeOrder("pay_1", "c", "k", "charge-abc", Money(100, "EUR"), "pm_card_visa", "", "", {})
@@ -58,6 +59,9 @@ class ScriptedPsp:
         return {}
 
     def amount_problem(self, amount: Money, operation: Operation) -> str | None:
+        return None
+
+    def destination_problem(self, destination: PayoutDestination) -> str | None:
         return None
 
 
