@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import grpc
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
 from payments.admin.v1 import admin_service_pb2 as admin_pb
 from server import cli
-from server.api.client import admin_stub
+from server.api.client import AdminStub, admin_stub
 
 _OUTCOMES = {
     "SUCCEEDED": admin_pb.RESOLVE_OUTCOME_SUCCEEDED,
@@ -22,8 +24,14 @@ _OUTCOMES = {
 }
 
 
-def _call(args: argparse.Namespace, rpc: str, request: Message) -> Message | None:
-    return cli._invoke(args, rpc, request, stub=admin_stub)
+_Req = TypeVar("_Req", bound=Message)
+_Resp = TypeVar("_Resp", bound=Message)
+
+
+def _call(
+    args: argparse.Namespace, rpc: Callable[[AdminStub], grpc.UnaryUnaryMultiCallable[_Req, _Resp]], request: _Req
+) -> _Resp | None:
+    return cli._invoke(args, admin_stub, rpc, request)
 
 
 def _table(response: admin_pb.ListStuckOperationsResponse) -> None:
@@ -45,10 +53,9 @@ def cmd_stuck(args: argparse.Namespace) -> int:
     )
     if args.older_than is not None:
         request.older_than.FromNanoseconds(int(args.older_than * 1e9))
-    response = _call(args, "ListStuckOperations", request)
+    response = _call(args, lambda stub: stub.ListStuckOperations, request)
     if response is None:
         return 1
-    assert isinstance(response, admin_pb.ListStuckOperationsResponse)
     if args.json:
         cli._print_resource(response)
     else:
@@ -57,7 +64,7 @@ def cmd_stuck(args: argparse.Namespace) -> int:
 
 
 def cmd_recheck(args: argparse.Namespace) -> int:
-    response = _call(args, "RecheckOperation", admin_pb.RecheckOperationRequest(id=args.id))
+    response = _call(args, lambda stub: stub.RecheckOperation, admin_pb.RecheckOperationRequest(id=args.id))
     if response is None:
         return 1
     cli._print_resource(response)
@@ -75,10 +82,9 @@ def _expected_update_time(args: argparse.Namespace) -> timestamp_pb2.Timestamp |
                   file=sys.stderr)  # fmt: skip
             raise SystemExit(2) from None
         return stamp
-    current = _call(args, "GetOperation", admin_pb.GetOperationRequest(id=args.id))
+    current = _call(args, lambda stub: stub.GetOperation, admin_pb.GetOperationRequest(id=args.id))
     if current is None:
         return None
-    assert isinstance(current, admin_pb.GetOperationResponse)
     stamp.CopyFrom(current.operation.update_time)
     print(f"expected update time: {stamp.ToJsonString()} (read just now)", file=sys.stderr)
     return stamp
@@ -92,10 +98,9 @@ def cmd_resolve(args: argparse.Namespace) -> int:
         id=args.id, outcome=_OUTCOMES[args.outcome.upper()], psp_reference=args.psp_reference, reason=args.reason,
         expected_update_time=expected,
     )  # fmt: skip
-    response = _call(args, "ResolveOperation", request)
+    response = _call(args, lambda stub: stub.ResolveOperation, request)
     if response is None:
         return 1
-    assert isinstance(response, admin_pb.ResolveOperationResponse)
     cli._print_resource(response.operation)
     return 0
 

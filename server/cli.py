@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.json_format import MessageToDict
@@ -19,7 +19,7 @@ from grpc_status import rpc_status
 
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
-from server.api.client import payment_stub
+from server.api.client import PaymentStub, payment_stub
 from server.config import ConfigError, Settings
 from server.domain.ids import IdKind, MalformedId, kind_of
 from server.security.tls import channel_credentials, is_loopback, listen_host
@@ -114,19 +114,28 @@ def _token(args: argparse.Namespace) -> str | None:
     return _option(args, "token", "PAYMENTS_TOKEN")
 
 
-def _call_metadata(args: argparse.Namespace, secure: bool) -> list[tuple[str, str]]:
+def _call_metadata(args: argparse.Namespace, secure: bool) -> tuple[tuple[str, str], ...]:
     token = _token(args)
     if token is None:
-        return []
+        return ()
     if not secure and not is_loopback(listen_host(_target(args))):
         print("warning: sending the bearer token without TLS (use --ca or --tls)", file=sys.stderr)
-    return [("authorization", f"Bearer {token}")]
+    return (("authorization", f"Bearer {token}"),)
+
+
+_Stub = TypeVar("_Stub")
+_Req = TypeVar("_Req", bound=Message)
+_Resp = TypeVar("_Resp", bound=Message)
 
 
 def _invoke(
-    args: argparse.Namespace, rpc: str, request: Message, stub: Callable[[grpc.Channel], Any] = payment_stub
-) -> Message | None:
-    """Calls one RPC with the connection options of `args`; prints the error and returns None on failure."""
+    args: argparse.Namespace,
+    stub: Callable[[grpc.Channel], _Stub],
+    rpc: Callable[[_Stub], grpc.UnaryUnaryMultiCallable[_Req, _Resp]],
+    request: _Req,
+) -> _Resp | None:
+    """Calls `rpc` of the stub with the connection options of `args` (e.g. `payment_stub, lambda s: s.Charge`,
+    typed by the generated stubs); prints the error and returns None on failure."""
     try:
         metadata = _call_metadata(args, secure=_secure(args))
         channel = _channel(args)
@@ -135,15 +144,20 @@ def _invoke(
         raise SystemExit(2) from None
     with channel:
         try:
-            response: Message = getattr(stub(channel), rpc)(request, timeout=args.timeout, metadata=metadata)
+            response = rpc(stub(channel))(request, timeout=args.timeout, metadata=metadata)
         except grpc.RpcError as error:
             print(_describe_error(error), file=sys.stderr)
             return None
     return response
 
 
-def _call(args: argparse.Namespace, rpc: str, request: Message, field: str) -> int:
-    response = _invoke(args, rpc, request)
+def _call(
+    args: argparse.Namespace,
+    rpc: Callable[[PaymentStub], grpc.UnaryUnaryMultiCallable[_Req, _Resp]],
+    request: _Req,
+    field: str,
+) -> int:
+    response = _invoke(args, payment_stub, rpc, request)
     if response is None:
         return 1
     _print_resource(getattr(response, field))
@@ -159,14 +173,14 @@ def cmd_charge(args: argparse.Namespace) -> int:
         idempotency_key=args.idempotency_key, amount=_money(args), payment_method=args.payment_method,
         customer_id=args.customer_id, description=args.description, metadata=_metadata_pairs(args.metadata),
     )  # fmt: skip
-    return _call(args, "Charge", request, "payment")
+    return _call(args, lambda stub: stub.Charge, request, "payment")
 
 
 def cmd_refund(args: argparse.Namespace) -> int:
     request = svc.RefundRequest(idempotency_key=args.idempotency_key, payment_id=args.payment_id, reason=args.reason)
     if args.amount is not None:
         request.amount.CopyFrom(_money(args))
-    return _call(args, "Refund", request, "refund")
+    return _call(args, lambda stub: stub.Refund, request, "refund")
 
 
 def cmd_payout(args: argparse.Namespace) -> int:
@@ -184,7 +198,7 @@ def cmd_payout(args: argparse.Namespace) -> int:
             address=res.PostalAddress(country=args.country, town=args.town, street=args.street,
                                       postcode=args.postcode),
         ))  # fmt: skip
-    return _call(args, "Payout", request, "payout")
+    return _call(args, lambda stub: stub.Payout, request, "payout")
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -194,18 +208,18 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if kind is IdKind.PAYMENT:
-        return _call(args, "GetPayment", svc.GetPaymentRequest(id=args.id), "payment")
+        return _call(args, lambda stub: stub.GetPayment, svc.GetPaymentRequest(id=args.id), "payment")
     if kind is IdKind.REFUND:
-        return _call(args, "GetRefund", svc.GetRefundRequest(id=args.id), "refund")
-    return _call(args, "GetPayout", svc.GetPayoutRequest(id=args.id), "payout")
+        return _call(args, lambda stub: stub.GetRefund, svc.GetRefundRequest(id=args.id), "refund")
+    return _call(args, lambda stub: stub.GetPayout, svc.GetPayoutRequest(id=args.id), "payout")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    status = f"PAYMENT_STATUS_{args.status.upper()}" if args.status else "PAYMENT_STATUS_UNSPECIFIED"
+    status = res.PaymentStatus.Value(f"PAYMENT_STATUS_{args.status.upper() or 'UNSPECIFIED'}")
     request = svc.ListPaymentsRequest(
         page_size=args.page_size, page_token=args.page_token, status=status, customer_id=args.customer_id
     )
-    response = _invoke(args, "ListPayments", request)
+    response = _invoke(args, payment_stub, lambda stub: stub.ListPayments, request)
     if response is None:
         return 1
     _print_resource(response)

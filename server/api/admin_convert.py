@@ -9,7 +9,7 @@ from server.app.admin_port import EventRecord, KeyState, OperationRecord
 from server.domain.ids import IdKind, format_id
 from server.domain.model import Refund
 
-_RECHECK: dict[RecheckResult, admin_pb.RecheckResult] = {
+_RECHECK: dict[RecheckResult, admin_pb.RecheckResult.ValueType] = {
     RecheckResult.TRANSITIONED: admin_pb.RECHECK_RESULT_TRANSITIONED,
     RecheckResult.UNCHANGED: admin_pb.RECHECK_RESULT_UNCHANGED,
     RecheckResult.NO_EVIDENCE: admin_pb.RECHECK_RESULT_NO_EVIDENCE,
@@ -19,12 +19,12 @@ _RECHECK: dict[RecheckResult, admin_pb.RecheckResult] = {
 }
 
 
-def status_pb(status: str | None) -> str:
-    """A stored status ("REQUIRES_RECONCILIATION") as the name of its OperationStatus; None is UNSPECIFIED."""
-    return f"OPERATION_STATUS_{status or 'UNSPECIFIED'}"
+def status_pb(status: str | None) -> admin_pb.OperationStatus.ValueType:
+    """A stored status ("REQUIRES_RECONCILIATION") as its OperationStatus; None is UNSPECIFIED."""
+    return admin_pb.OperationStatus.Value(f"OPERATION_STATUS_{status or 'UNSPECIFIED'}")
 
 
-def recheck_result_pb(result: RecheckResult) -> admin_pb.RecheckResult:
+def recheck_result_pb(result: RecheckResult) -> admin_pb.RecheckResult.ValueType:
     return _RECHECK[result]
 
 
@@ -50,7 +50,8 @@ def _event_pb(event: EventRecord) -> admin_pb.StatusEvent:
 def operation_pb(record: OperationRecord) -> admin_pb.Operation:
     resource = record.resource
     message = admin_pb.Operation(
-        resource_type=f"RESOURCE_TYPE_{record.resource_type.upper()}", id=record.ref.public_id,
+        resource_type=admin_pb.ResourceType.Value(f"RESOURCE_TYPE_{record.resource_type.upper()}"),
+        id=record.ref.public_id,
         client_id=resource.client_id, status=status_pb(str(resource.status)), amount=money_pb(resource.amount),
         psp=resource.psp, psp_reference=resource.psp_reference or "", failure=failure_pb(resource.failure),
         create_time=timestamp_pb(resource.created_at), update_time=timestamp_pb(resource.updated_at),

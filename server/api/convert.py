@@ -41,7 +41,7 @@ def failure_pb(failure: Failure | None) -> res.Failure | None:
 
 def payment_pb(p: Payment) -> res.Payment:
     return res.Payment(
-        id=format_id(IdKind.PAYMENT, p.id), status=f"PAYMENT_STATUS_{p.status}",
+        id=format_id(IdKind.PAYMENT, p.id), status=res.PaymentStatus.Value(f"PAYMENT_STATUS_{p.status}"),
         amount=money_pb(p.amount), amount_refunded=money_pb(Money(p.amount_refunded, p.amount.currency)),
         customer_id=p.customer_id, description=p.description, metadata=p.metadata, psp=p.psp,
         psp_reference=p.psp_reference or "", failure=failure_pb(p.failure),
@@ -52,7 +52,7 @@ def payment_pb(p: Payment) -> res.Payment:
 def refund_pb(r: Refund) -> res.Refund:
     return res.Refund(
         id=format_id(IdKind.REFUND, r.id), payment_id=format_id(IdKind.PAYMENT, r.payment_id),
-        status=f"REFUND_STATUS_{r.status}", amount=money_pb(r.amount),
+        status=res.RefundStatus.Value(f"REFUND_STATUS_{r.status}"), amount=money_pb(r.amount),
         reason=r.reason, psp=r.psp, psp_reference=r.psp_reference or "", failure=failure_pb(r.failure),
         create_time=timestamp_pb(r.created_at), update_time=timestamp_pb(r.updated_at),
     )  # fmt: skip
@@ -60,7 +60,7 @@ def refund_pb(r: Refund) -> res.Refund:
 
 def payout_pb(p: Payout) -> res.Payout:
     message = res.Payout(
-        id=format_id(IdKind.PAYOUT, p.id), status=f"PAYOUT_STATUS_{p.status}",
+        id=format_id(IdKind.PAYOUT, p.id), status=res.PayoutStatus.Value(f"PAYOUT_STATUS_{p.status}"),
         amount=money_pb(p.amount), instant=p.instant, reference=p.reference, psp=p.psp,
         psp_reference=p.psp_reference or "", failure=failure_pb(p.failure),
         create_time=timestamp_pb(p.created_at), update_time=timestamp_pb(p.updated_at),

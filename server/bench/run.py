@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from adapters.sandboxes.stripe_sandbox import StripeSandbox
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
-from server.api.client import PaymentStub, payment_stub
+from server.api.client import PaymentAsyncStub, payment_stub
 from server.bench.floors import ECHO, TABLE_SQL, TWO_TRANSACTIONS, two_transactions
 from server.bench.growth import seed
 from server.bench.load import Result, merged, run_load
@@ -274,7 +274,7 @@ async def _done(call: Any) -> None:
     await call
 
 
-def charge_call(stub: PaymentStub, name: str, ids: list[str]) -> Call:
+def charge_call(stub: PaymentAsyncStub, name: str, ids: list[str]) -> Call:
     """A charge with a key never used before (never a replay, across warm-ups and rounds); collects the
     payment ids (each refund needs its own)."""
     run = uuid.uuid4().hex[:8]

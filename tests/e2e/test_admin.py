@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.directory import ProviderSet
-from adapters.inprocess_sandbox import FaultKind, InProcessSandbox
 from adapters.retry import RetryingProvider
+from adapters.sandboxes.inprocess import FaultKind, InProcessSandbox
 from payments.admin.v1 import admin_service_pb2 as admin_pb
 from payments.v1 import resources_pb2 as res
 from server.api.client import AdminStub, admin_stub
@@ -118,7 +118,7 @@ class Shop:
         return operation
 
     def resolve(
-        self, resource_id: str, outcome: admin_pb.ResolveOutcome, reason: str, *,
+        self, resource_id: str, outcome: admin_pb.ResolveOutcome.ValueType, reason: str, *,
         expected: timestamp_pb2.Timestamp, reference: str = "",
     ) -> admin_pb.Operation:  # fmt: skip
         request = admin_pb.ResolveOperationRequest(

@@ -262,10 +262,10 @@ def test_messages_over_one_mebibyte_are_resource_exhausted(channel: grpc.Channel
     ids=["one value over the cap", "one value 4x the cap", "2000 entries", "huge authorization"],
 )
 def test_metadata_over_the_cap_is_resource_exhausted(stub: PaymentStub, pki: Pki, extra: list[tuple[str, str]]) -> None:
-    token = [] if extra[0][0] == "authorization" else list(bearer(pki.tokens["client-a"]))
-    code, error = outcome(stub.ListPayments.future(svc.ListPaymentsRequest(), metadata=token + extra, timeout=30))
+    token = () if extra[0][0] == "authorization" else bearer(pki.tokens["client-a"])
+    code, error = outcome(stub.ListPayments.future(svc.ListPaymentsRequest(), metadata=(*token, *extra), timeout=30))
     assert_answer("ListPayments", code, error, {grpc.StatusCode.RESOURCE_EXHAUSTED})
-    under = [*bearer(pki.tokens["client-a"]), ("x-big", "v" * (MAX_METADATA_BYTES // 2))]
+    under = (*bearer(pki.tokens["client-a"]), ("x-big", "v" * (MAX_METADATA_BYTES // 2)))
     assert stub.ListPayments(svc.ListPaymentsRequest(), metadata=under, timeout=30) is not None
 
 

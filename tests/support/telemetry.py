@@ -21,11 +21,11 @@ def collector() -> tuple[InMemorySpanExporter, InMemoryMetricReader]:
     return _exporter, _metrics
 
 
-def traceparent_metadata() -> list[tuple[str, str]]:
+def traceparent_metadata() -> tuple[tuple[str, str], ...]:
     """gRPC metadata carrying the current span's context, as an instrumented caller would send."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
-    return list(carrier.items())
+    return tuple(carrier.items())
 
 
 def spans_of(exporter: InMemorySpanExporter, trace_id: int) -> list[ReadableSpan]:

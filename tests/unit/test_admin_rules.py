@@ -6,7 +6,6 @@ import base64
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import cast
 
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -64,7 +63,7 @@ def test_a_resolve_request_becomes_a_command_or_every_violation_at_once() -> Non
     assert command.expected_update_time == datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
     with pytest.raises(InvalidRequest) as caught:
         admin_validation.resolve_command(admin_pb.ResolveOperationRequest(
-            id="pay_x", outcome=cast(admin_pb.ResolveOutcome, 9), reason="a\nb", psp_reference="é",
+            id="pay_x", outcome=admin_pb.ResolveOutcome.ValueType(9), reason="a\nb", psp_reference="é",
             expected_update_time=timestamp_pb2.Timestamp(seconds=10**15),
         ))  # fmt: skip
     assert [v.field for v in caught.value.violations] == [
