@@ -24,7 +24,7 @@ from server.api.servicer import ClientIdentifier, MalformedRequest, call_context
 from server.app import telemetry
 from server.app.admin import Admin
 from server.app.context import CallContext
-from server.domain.errors import DomainError, FieldViolation, InvalidRequest
+from server.domain.errors import FieldViolation, InvalidRequest, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class AdminServicer:
             if isinstance(request, MalformedRequest):
                 raise InvalidRequest([FieldViolation("request", "is not a valid protobuf message", "MALFORMED")])
             result = await work(ctx)
-        except DomainError as exc:
+        except ServiceError as exc:
             status = error_status(exc, ADMIN_SERVICE_NAME)
         except Exception:
             log.exception("unexpected error in admin %s", rpc)

@@ -14,7 +14,7 @@ from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
 from server.api.errors import error_status
 from server.app.store import StoredReply
-from server.domain.errors import DomainError
+from server.domain.errors import ServiceError
 from server.domain.ids import IdKind, format_id
 from server.domain.model import Failure, Payment, Payout, Refund, SepaDestination
 from server.domain.money import Money
@@ -94,6 +94,6 @@ class ProtoReplyEncoder:
     def payout(self, payout: Payout) -> bytes:
         return serialize(svc.PayoutResponse(payout=payout_pb(payout)))
 
-    def error(self, error: DomainError) -> StoredReply:
+    def error(self, error: ServiceError) -> StoredReply:
         status = error_status(error)
         return StoredReply(status.code, serialize(status))

@@ -11,7 +11,6 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from server.domain.errors import (
-    DomainError,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InvalidRequest,
@@ -20,13 +19,15 @@ from server.domain.errors import (
     PermissionDenied,
     PspUnavailable,
     RefundExceedsRemaining,
+    RetryLater,
+    ServiceError,
     StorageUnavailable,
     Unauthenticated,
 )
 
 ERROR_DOMAIN = "payments.v1.PaymentService"
 
-_CODES: list[tuple[type[DomainError], int]] = [
+_CODES: list[tuple[type[ServiceError], int]] = [
     (InvalidRequest, code_pb2.INVALID_ARGUMENT),
     (NotFound, code_pb2.NOT_FOUND),
     (IdempotencyKeyReused, code_pb2.FAILED_PRECONDITION),
@@ -46,13 +47,11 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
-def _retry_after(error: DomainError) -> float | None:
-    if isinstance(error, (IdempotencyKeyInUse, PspUnavailable, StorageUnavailable)):
-        return error.retry_after_seconds
-    return None
+def _retry_after(error: ServiceError) -> float | None:
+    return error.retry_after_seconds if isinstance(error, RetryLater) else None
 
 
-def error_status(error: DomainError, domain: str = ERROR_DOMAIN) -> status_pb2.Status:
+def error_status(error: ServiceError, domain: str = ERROR_DOMAIN) -> status_pb2.Status:
     """`domain` is the ErrorInfo domain: the service that answers (payments.v1 unless told)."""
     code = next((c for cls, c in _CODES if isinstance(error, cls)), code_pb2.FAILED_PRECONDITION)
     status = status_pb2.Status(code=code, message=error.message)

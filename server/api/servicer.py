@@ -25,7 +25,7 @@ from server.app.deadline import Deadline
 from server.app.operations import Operations
 from server.app.queries import Queries
 from server.app.replies import Reply
-from server.domain.errors import DomainError, FieldViolation, InvalidRequest
+from server.domain.errors import FieldViolation, InvalidRequest, ServiceError
 from server.domain.ids import IdKind
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class PaymentServicer:
             if isinstance(request, MalformedRequest):
                 raise InvalidRequest([FieldViolation("request", "is not a valid protobuf message", "MALFORMED")])
             result = await work(ctx)
-        except DomainError as exc:
+        except ServiceError as exc:
             status = error_status(exc)
         except Exception:
             log.exception("unexpected error in %s", type(request).__name__)

@@ -29,7 +29,13 @@ from server.app.operations import Operations
 from server.app.psp import OutcomeKind, PspOutcome, PspRejectedError, PspUnavailableError
 from server.app.resources import spec_of
 from server.app.store import Transition
-from server.domain.errors import DomainError, FieldViolation, InvalidRequest, NotFound, PermissionDenied
+from server.domain.errors import (
+    FieldViolation,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    RequestRejected,
+)
 from server.domain.finality import Rejection
 from server.domain.model import Failure
 from server.domain.states import ResourceType, is_final
@@ -58,19 +64,19 @@ class AdminOnly(PermissionDenied):
         super().__init__("this client may not use the admin service (see PAYMENTS_ADMIN_CLIENTS)")
 
 
-class NotInReconciliation(DomainError):
+class NotInReconciliation(RequestRejected):
     default_reason = "NOT_IN_RECONCILIATION"
 
 
-class ResourceChanged(DomainError):
+class ResourceChanged(RequestRejected):
     default_reason = "RESOURCE_CHANGED"
 
 
-class OperationFinal(DomainError):
+class OperationFinal(RequestRejected):
     default_reason = "OPERATION_FINAL"
 
 
-class PspNotConfigured(DomainError):
+class PspNotConfigured(RequestRejected):
     default_reason = "PSP_NOT_CONFIGURED"
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from server.app.store import StoredReply
-from server.domain.errors import DomainError
+from server.domain.errors import ServiceError
 from server.domain.model import Payment, Payout, Refund
 
 
@@ -31,4 +31,4 @@ class ReplyEncoder(Protocol):
 
     def payout(self, payout: Payout) -> bytes: ...
 
-    def error(self, error: DomainError) -> StoredReply: ...
+    def error(self, error: ServiceError) -> StoredReply: ...

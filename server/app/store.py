@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from server.domain.errors import DomainError
+from server.domain.errors import ServiceError
 from server.domain.idempotency import Operation
 from server.domain.model import Failure, Payment, Payout, Refund
 from server.domain.money import Money
@@ -124,7 +124,7 @@ class Transition:
     psp_data: dict[str, str] = field(default_factory=dict)
 
 
-ErrorEncoder = Callable[[DomainError], StoredReply]
+ErrorEncoder = Callable[[ServiceError], StoredReply]
 
 
 class OperationStore(Protocol):

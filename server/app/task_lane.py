@@ -13,7 +13,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from server.domain.errors import DomainError
+from server.domain.errors import RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,9 @@ class TaskLane:
         if task.cancelled():
             return
         failure = task.exception()
-        # A DomainError means the database went away mid-job: the claim's lease runs out and a later
+        # RetryLater means the database went away mid-job: the claim's lease runs out and a later
         # round retries, as it does after a crash. Anything else is a bug worth a stack trace.
-        if failure is not None and not isinstance(failure, DomainError):
+        if failure is not None and not isinstance(failure, RetryLater):
             log.error("%s failed", self._what, exc_info=failure)
 
     async def stop(self, grace_seconds: float) -> int:

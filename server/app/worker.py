@@ -29,7 +29,7 @@ from server.app.psp import OutcomeKind, ProviderDirectory, PspOutcome, PspReject
 from server.app.resources import spec_of
 from server.app.store import PollTarget, ResourceReader, StalledExecution, Transition, WorkerStore
 from server.app.task_lane import TaskLane
-from server.domain.errors import DomainError
+from server.domain.errors import RetryLater, StorageUnavailable
 from server.domain.finality import RecoverySchedule, Rejection, still_looking
 from server.domain.model import Payment, Payout, Refund
 from server.domain.states import PayoutStatus, ResourceType, awaits_psp
@@ -91,7 +91,7 @@ class BackgroundWorker:
                 try:
                     await self._claim(recoveries, polls)
                     await self._prune()
-                except DomainError as exc:  # the database is away: try again next round
+                except StorageUnavailable as exc:  # the database is away: try again next round
                     log.warning("worker round skipped: %s", exc.message)
                 except Exception:
                     log.exception("worker round failed")
@@ -155,7 +155,7 @@ class BackgroundWorker:
             return
         try:
             await self._ops.resume(started, stalled.key, ctx)
-        except DomainError as exc:  # still no answer: the key went back with its next recovery time
+        except RetryLater as exc:  # still no answer: the key went back with its next recovery time
             log.info("recovery execution %d of %s: %s", started.executions, _public_id(started.resource), exc.message)
 
     async def _current_status(self, resource: Payment | Refund | Payout) -> str | None:

@@ -1,7 +1,11 @@
-"""Business errors: the root exception of the domain and use-case layers.
+"""The errors this service reports to a caller on purpose, grouped by what the caller can do.
 
-Each carries the `reason` that reaches callers in google.rpc.ErrorInfo; the gRPC edge maps classes to
-status codes (docs/contract.md, Interface). Messages are safe to show: no card data, IBANs or secrets.
+`ServiceError` is their root; below it `RequestRejected` (the request cannot be served as sent),
+`RetryLater` (nothing was decided: the same request with the same key may succeed later) and
+`AccessDenied` (who is calling). Each carries the `reason` that reaches callers in
+google.rpc.ErrorInfo; the gRPC edge maps classes to status codes (docs/contract.md, Interface).
+Messages are safe to show: no card data, IBANs or secrets. Code that means "the database is away"
+catches `StorageUnavailable`, never the root.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ class FieldViolation:
     reason: str = "INVALID_FIELD"
 
 
-class DomainError(Exception):
+class ServiceError(Exception):
     """Root of every error this service reports to a caller on purpose."""
 
     default_reason: ClassVar[str] = "ERROR"
@@ -28,7 +32,23 @@ class DomainError(Exception):
         self.reason = self.default_reason
 
 
-class InvalidRequest(DomainError):
+class RequestRejected(ServiceError):
+    """The request cannot be served as sent: retrying it unchanged gets the same answer."""
+
+
+class RetryLater(ServiceError):
+    """Nothing was decided; the same request with the same idempotency key may succeed later."""
+
+    def __init__(self, message: str, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class AccessDenied(ServiceError):
+    """The caller is not who it must be for this request."""
+
+
+class InvalidRequest(RequestRejected):
     default_reason = "INVALID_ARGUMENT"
 
     def __init__(self, violations: list[FieldViolation]) -> None:
@@ -38,11 +58,11 @@ class InvalidRequest(DomainError):
         self.reason = violations[0].reason if len(violations) == 1 else "INVALID_REQUEST"
 
 
-class NotFound(DomainError):
+class NotFound(RequestRejected):
     default_reason = "NOT_FOUND"
 
 
-class IdempotencyKeyReused(DomainError):
+class IdempotencyKeyReused(RequestRejected):
     default_reason = "IDEMPOTENCY_KEY_REUSED"
 
     def __init__(self) -> None:
@@ -51,33 +71,28 @@ class IdempotencyKeyReused(DomainError):
         )
 
 
-class IdempotencyKeyInUse(DomainError):
+class IdempotencyKeyInUse(RetryLater):
     default_reason = "IDEMPOTENCY_KEY_IN_USE"
 
     def __init__(self, retry_after_seconds: float) -> None:
-        super().__init__("a request with this idempotency key is still in flight; retry shortly")
-        self.retry_after_seconds = retry_after_seconds
+        super().__init__("a request with this idempotency key is still in flight; retry shortly", retry_after_seconds)
 
 
-class RefundExceedsRemaining(DomainError):
+class RefundExceedsRemaining(RequestRejected):
     default_reason = "REFUND_EXCEEDS_REMAINING"
 
 
-class PaymentNotRefundable(DomainError):
+class PaymentNotRefundable(RequestRejected):
     default_reason = "PAYMENT_NOT_REFUNDABLE"
 
 
-class PspUnavailable(DomainError):
+class PspUnavailable(RetryLater):
     """The PSP could not be reached or gave no final answer; the same key resumes the operation."""
 
     default_reason = "PSP_UNAVAILABLE"
 
-    def __init__(self, message: str, retry_after_seconds: float) -> None:
-        super().__init__(message)
-        self.retry_after_seconds = retry_after_seconds
 
-
-class StorageUnavailable(DomainError):
+class StorageUnavailable(RetryLater):
     """The database is unreachable; nothing was decided, retrying with the same key is safe."""
 
     default_reason = "DATABASE_UNAVAILABLE"
@@ -87,15 +102,14 @@ class StorageUnavailable(DomainError):
         message: str = "the payment database is unavailable; retry shortly",
         retry_after_seconds: float = 1.0,
     ) -> None:
-        super().__init__(message)
-        self.retry_after_seconds = retry_after_seconds
+        super().__init__(message, retry_after_seconds)
 
 
-class Unauthenticated(DomainError):
+class Unauthenticated(AccessDenied):
     default_reason = "UNAUTHENTICATED"
 
 
-class PermissionDenied(DomainError):
+class PermissionDenied(AccessDenied):
     """An authenticated caller asked for something its client id may not do (the admin service)."""
 
     default_reason = "PERMISSION_DENIED"
