@@ -21,9 +21,9 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from adapters.bank.adapter import BankTransferAdapter
 from adapters.bank.pain001 import DebtorAccount
 from adapters.directory import ProviderSet
-from adapters.inprocess_sandbox import InProcessSandbox
 from adapters.retry import RetryingProvider
 from adapters.sandboxes.bank_sandbox import BankSandbox
+from adapters.sandboxes.inprocess import InProcessSandbox
 from adapters.sandboxes.stripe_sandbox import StripeSandbox
 from adapters.stripe_psp import StripeAdapter, close_http_client, stripe_client
 from adapters.stripe_psp import api_key_problem as stripe_api_key_problem

@@ -1,22 +1,22 @@
 """Stripe's wire conventions for the offline sandbox: form decoding, parameter checks, error bodies.
 
-Kept apart from the resource rules (``stripe_objects``) so those read like Stripe's API reference and
-this module reads like Stripe's HTTP conventions. Everything here is pure: no state, no locks, no I/O.
-Money is always an ``int`` in minor units; nothing here ever produces a float.
+Kept apart from the resource rules (``stripe_intents``, ``stripe_refunds``, ``stripe_transfers``) so
+those read like Stripe's API reference and this module reads like Stripe's HTTP conventions.
+Everything here is pure: no state, no locks, no I/O. Money is always an ``int`` in minor units;
+nothing here ever produces a float.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeAlias
 from urllib.parse import parse_qsl
 
-# ``float`` is here only for the sandbox's control API (fault rates, stall seconds); money never is.
-JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
-JsonDict: TypeAlias = dict[str, JsonValue]
+from adapters.sandboxes.json_types import JsonDict
+
 ParamValue: TypeAlias = str | list["ParamValue"] | dict[str, "ParamValue"]
 Params: TypeAlias = dict[str, ParamValue]
 
@@ -439,6 +439,33 @@ def format_minor(amount: int, currency: str) -> str:
     return f"{amount // unit}.{amount % unit:0{exponent}d} {currency}"
 
 
+def check_units(amount: int, currency: str) -> None:
+    """Stripe's special cases: ISK amounts are whole kronur written with two decimals (multiples of 100),
+    and three-decimal currencies need a last digit of 0 (docs.stripe.com/currencies)."""
+    if currency in WHOLE_UNITS_ONLY and amount % 100:
+        raise invalid_request(
+            f"Invalid amount. Currency {currency.upper()} has become effectively zero-decimal and charged "
+            "amounts must be evenly divisible by 100. See https://stripe.com/docs/currencies#special-cases "
+            "for more information.",
+            param="amount",
+            code="invalid_charge_amount_no_decimal_compatible",
+        )
+    if currency in THREE_DECIMAL_CURRENCIES and amount % 10:
+        raise invalid_request(
+            f"Invalid amount: {currency.upper()} amounts must end in 0 (rounded to the nearest ten).",
+            param="amount",
+            code="invalid_amount",
+        )
+
+
+def amount_param(params: Mapping[str, ParamValue]) -> tuple[int, str]:
+    """``amount`` (minor units, at least 1) and ``currency``, checked together as Stripe does."""
+    amount = required_integer(params, "amount", minimum=1)
+    currency = currency_param(params)
+    check_units(amount, currency)
+    return amount, currency
+
+
 def currency_param(params: Mapping[str, ParamValue]) -> str:
     """A supported ISO 4217 code in any case; Stripe answers with it in lowercase."""
     text = required_string(params, "currency")
@@ -530,109 +557,3 @@ TEST_CARDS: Mapping[str, TestCard] = {
     # Sandbox-only (no Stripe equivalent for cards): the intent stays "processing" until it settles.
     "pm_card_processing": TestCard("visa", "0000", CardOutcome.PROCESSING),
 }
-
-
-# ---------------------------------------------------------------------------------- search queries
-
-
-@dataclass(frozen=True)
-class SearchClause:
-    """One ``[-]field<op>value`` term; ``value`` None stands for Stripe's ``null``."""
-
-    negate: bool
-    field: str
-    metadata_key: str | None
-    operator: str
-    value: str | None
-
-
-@dataclass(frozen=True)
-class SearchQuery:
-    """A parsed Stripe search query: clauses joined by one connective (Stripe forbids mixing)."""
-
-    clauses: tuple[SearchClause, ...]
-    connective: str
-
-    def matches(self, value_of: Callable[[SearchClause], int | str | None]) -> bool:
-        """Whether a resource matches; ``value_of`` reads the clause's field from that resource."""
-        results = (_clause_matches(clause, value_of(clause)) for clause in self.clauses)
-        return all(results) if self.connective == "AND" else any(results)
-
-
-_CLAUSE_RE = re.compile(
-    r"""\s*(?P<neg>-)?(?:metadata\[(?P<q>['"])(?P<key>.*?)(?P=q)\]|(?P<field>[a-z_]+))"""
-    r"""\s*(?P<op>>=|<=|:|~|>|<)\s*(?:'(?P<sq>[^']*)'|"(?P<dq>[^"]*)"|(?P<null>null)|(?P<num>-?[0-9]+))"""
-)
-_CONNECTIVE_RE = re.compile(r"\s+(AND|OR)\s+")
-MAX_SEARCH_CLAUSES = 10
-
-
-def parse_search_query(text: str, *, fields: frozenset[str], numeric: frozenset[str]) -> SearchQuery:
-    """Parse the subset of Stripe's search language the sandbox needs, failing like Stripe on the rest."""
-    clauses: list[SearchClause] = []
-    connectives: set[str] = set()
-    position = 0
-    while True:
-        match = _CLAUSE_RE.match(text, position)
-        if match is None:
-            raise _bad_query(text, position)
-        clauses.append(_clause_from(match, fields, numeric))
-        position = match.end()
-        connective = _CONNECTIVE_RE.match(text, position)
-        if connective is None:
-            break
-        connectives.add(connective.group(1))
-        position = connective.end()
-    if text[position:].strip():
-        raise _bad_query(text, position)
-    if len(connectives) > 1:
-        raise invalid_request("Queries cannot mix AND and OR.", param="query")
-    if len(clauses) > MAX_SEARCH_CLAUSES:
-        raise invalid_request(f"Queries can have at most {MAX_SEARCH_CLAUSES} clauses.", param="query")
-    return SearchQuery(tuple(clauses), connectives.pop() if connectives else "AND")
-
-
-def _clause_from(match: re.Match[str], fields: frozenset[str], numeric: frozenset[str]) -> SearchClause:
-    key = match.group("key")
-    field = "metadata" if key is not None else match.group("field")
-    if field not in fields:
-        raise invalid_request(f"Field '{field}' is not supported in search queries.", param="query")
-    operator = match.group("op")
-    if operator in ("<", ">", "<=", ">=") and field not in numeric:
-        raise invalid_request(f"Field '{field}' does not support operator '{operator}'.", param="query")
-    value = next((match.group(g) for g in ("sq", "dq", "num") if match.group(g) is not None), None)
-    if operator == "~" and (value is None or len(value) < 3):
-        raise invalid_request("Substring matches need a value of at least 3 characters.", param="query")
-    return SearchClause(match.group("neg") is not None, field, key, operator, value)
-
-
-def _bad_query(text: str, position: int) -> StripeApiError:
-    return invalid_request(f"Invalid query: could not parse '{text}' at character {position}.", param="query")
-
-
-def _clause_matches(clause: SearchClause, actual: int | str | None) -> bool:
-    if clause.value is None:
-        result = actual is None
-    elif actual is None:
-        result = False
-    elif isinstance(actual, int):
-        result = _compare_numbers(clause.operator, actual, clause.value)
-    elif clause.operator == "~":
-        result = clause.value.lower() in actual.lower()
-    else:
-        result = actual == clause.value
-    return result != clause.negate
-
-
-def _compare_numbers(operator: str, actual: int, text: str) -> bool:
-    if re.fullmatch(r"-?[0-9]+", text) is None:
-        return False
-    wanted = int(text)
-    comparisons: Mapping[str, bool] = {
-        ":": actual == wanted,
-        ">": actual > wanted,
-        "<": actual < wanted,
-        ">=": actual >= wanted,
-        "<=": actual <= wanted,
-    }
-    return comparisons.get(operator, False)

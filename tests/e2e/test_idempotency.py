@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from adapters.inprocess_sandbox import FaultKind
+from adapters.sandboxes.inprocess import FaultKind
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
 from storage.worker_store import PostgresWorkerStore

@@ -10,8 +10,8 @@ import grpc
 import pytest
 
 from adapters.directory import ProviderSet
-from adapters.inprocess_sandbox import FaultKind, InProcessSandbox
 from adapters.retry import RetryingProvider
+from adapters.sandboxes.inprocess import FaultKind, InProcessSandbox
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
 from server.domain.idempotency import Operation, psp_idempotency_key

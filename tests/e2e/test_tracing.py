@@ -24,9 +24,9 @@ from opentelemetry.trace import SpanKind
 from adapters.bank.adapter import BankTransferAdapter
 from adapters.bank.pain001 import DebtorAccount
 from adapters.directory import ProviderSet
-from adapters.inprocess_sandbox import FaultKind
 from adapters.retry import RetryingProvider, RetryPolicy
 from adapters.sandboxes.bank_sandbox import BankSandbox
+from adapters.sandboxes.inprocess import FaultKind
 from adapters.sandboxes.stripe_sandbox import StripeSandbox
 from adapters.stripe_psp import StripeAdapter, close_http_client, stripe_client
 from payments.v1 import payment_service_pb2 as svc

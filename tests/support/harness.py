@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import grpc
 
 from adapters.directory import ProviderSet
-from adapters.inprocess_sandbox import InProcessSandbox
 from adapters.retry import RetryingProvider, RetryPolicy
+from adapters.sandboxes.inprocess import InProcessSandbox
 from server.api.client import PaymentStub, payment_stub
 from server.api.servicer import ClientIdentifier
 from server.app.execution import ExecutionPolicy

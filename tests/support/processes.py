@@ -66,8 +66,8 @@ def _serve_with_shared_sandbox(
     latency: float, stop: Event,
 ) -> None:  # fmt: skip
     from adapters.directory import ProviderSet
-    from adapters.inprocess_sandbox import InProcessSandbox
     from adapters.retry import RetryingProvider
+    from adapters.sandboxes.inprocess import InProcessSandbox
     from server.bootstrap import start_service
     from server.config import Settings
 

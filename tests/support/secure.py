@@ -20,8 +20,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.directory import ProviderSet
-from adapters.inprocess_sandbox import InProcessSandbox
 from adapters.retry import RetryingProvider
+from adapters.sandboxes.inprocess import InProcessSandbox
 from server.api.client import PaymentStub, payment_stub
 from server.api.servicer import PaymentServicer
 from server.app.queries import Queries

@@ -16,8 +16,8 @@ import hashlib
 import threading
 import uuid
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass
 
+from adapters.sandboxes.faults import ScriptedFaults
 from server.app.deadline import Deadline
 from server.app.psp import (
     ChargeOrder,
@@ -46,18 +46,23 @@ REQUIRING_ACTION = frozenset({"pm_card_authenticationRequired", "pm_card_threeDS
 
 
 class FaultKind:
+    """The in-process PSP's faults, named for what the service sees: it has no connection to break.
+
+    ``LOSE_ANSWER`` is the HTTP sandboxes' ``drop_after_work``; ``UNAVAILABLE`` (a refusal the caller
+    knows executed nothing) has no HTTP twin, which is why this is not :class:`.faults.FaultKind`.
+    The queue of scripted faults is the shared one.
+    """
+
     UNAVAILABLE = "unavailable"  # refused before doing anything
     LOSE_ANSWER = "lose_answer"  # does the work, then the answer is lost
 
 
-@dataclass(frozen=True, slots=True)
-class _Fault:
-    kind: str
-    remaining: int
-
-
 class InProcessSandbox:
     """Single-attempt adapter (wrap it with adapters.retry.RetryingProvider)."""
+
+    # PaymentProvider facts that never change for this PSP.
+    key_ttl_seconds = IN_PROCESS_KEY_TTL_SECONDS
+    payouts_can_return = False  # a payout it paid stays paid
 
     def __init__(
         self,
@@ -77,7 +82,7 @@ class InProcessSandbox:
         self._results: MutableMapping[str, tuple[str, str, str, str, str]] = results if results is not None else {}
         self._latency = latency_seconds
         self._lock = threading.Lock()
-        self._faults: list[_Fault] = []
+        self._faults: ScriptedFaults[str] = ScriptedFaults()
         self._down = False
 
     @property
@@ -85,22 +90,14 @@ class InProcessSandbox:
         return self._name
 
     @property
-    def key_ttl_seconds(self) -> float:
-        return IN_PROCESS_KEY_TTL_SECONDS
-
-    @property
     def lookup_window_seconds(self) -> float:
         return self._lookup_window_seconds
-
-    @property
-    def payouts_can_return(self) -> bool:
-        return False
 
     # -- control, for tests -------------------------------------------------------------------
 
     def fail_next(self, count: int, kind: str = FaultKind.UNAVAILABLE) -> None:
         with self._lock:
-            self._faults.append(_Fault(kind, count))
+            self._faults.add(kind, count)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -186,14 +183,7 @@ class InProcessSandbox:
 
     def _take_fault(self) -> str | None:
         with self._lock:
-            if not self._faults:
-                return None
-            fault = self._faults[0]
-            if fault.remaining <= 1:
-                self._faults.pop(0)
-            else:
-                self._faults[0] = _Fault(fault.kind, fault.remaining - 1)
-            return fault.kind
+            return self._faults.take()
 
 
 def _encode(outcome: PspOutcome) -> tuple[str, str, str, str, str]:
