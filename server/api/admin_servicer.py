@@ -14,14 +14,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from payments.admin.v1 import admin_service_pb2 as admin_pb
 from server.api import admin_convert, admin_validation
 from server.api.convert import serialize
 from server.api.errors import error_status, grpc_code, internal_status
-from server.api.servicer import ClientIdentifier, MalformedRequest, call_context
-from server.app import telemetry
+from server.api.servicer import ClientIdentifier, MalformedRequest, call_context, record_rpc, request_deserializer
 from server.app.admin import Admin
 from server.app.context import CallContext
 from server.domain.errors import FieldViolation, InvalidRequest, ServiceError
@@ -56,9 +55,9 @@ class AdminServicer:
             log.exception("unexpected error in admin %s", rpc)
             status = internal_status("internal error; look at the operation before retrying", ADMIN_SERVICE_NAME)
         else:
-            _record(rpc, 0, started)
+            record_rpc(rpc, 0, started, ADMIN_SERVICE_NAME)
             return result
-        _record(rpc, status.code, started)
+        record_rpc(rpc, status.code, started, ADMIN_SERVICE_NAME)
         await context.abort(
             grpc_code(status.code),
             status.message,
@@ -108,11 +107,6 @@ class AdminServicer:
         return await self._run(context, request, work)
 
 
-def _record(rpc: str, code: int, started: float) -> None:
-    attributes = {"rpc.service": ADMIN_SERVICE_NAME, "rpc.method": rpc, "rpc.grpc.status_code": grpc_code(code).name}
-    telemetry.rpc_duration.record((time.monotonic() - started) * 1000, attributes)
-
-
 _REQUESTS: dict[str, type[Message]] = {
     "ListStuckOperations": admin_pb.ListStuckOperationsRequest,
     "GetOperation": admin_pb.GetOperationRequest,
@@ -121,22 +115,12 @@ _REQUESTS: dict[str, type[Message]] = {
 }
 
 
-def _deserializer(rpc: str, message_type: type[Message]) -> Callable[[bytes], object]:
-    """Undecodable bytes become INVALID_ARGUMENT in _run, not grpc's INTERNAL."""
-
-    def parse(data: bytes) -> object:
-        try:
-            return message_type.FromString(data)
-        except (DecodeError, RuntimeError, ValueError):
-            return MalformedRequest(rpc)
-
-    return parse
-
-
 def admin_handler(servicer: AdminServicer) -> grpc.GenericRpcHandler[Any, Any]:
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, name), request_deserializer=_deserializer(name, message), response_serializer=serialize
+            getattr(servicer, name),
+            request_deserializer=request_deserializer(name, message),
+            response_serializer=serialize,
         )
         for name, message in _REQUESTS.items()
     }

@@ -10,17 +10,14 @@ and every write is a compare-and-set, so an operator never overwrites a change t
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
-import json
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
+from server.app import page_tokens
 from server.app.admin_port import AdminStore, OperationRecord, Resource, ResourceRef, StuckQuery
 from server.app.alerts import credentials_refused
 from server.app.context import CallContext
@@ -245,41 +242,10 @@ def decide(resource: Resource, outcome: PspOutcome, actor: str, at: datetime) ->
 # -- page tokens ------------------------------------------------------------------------------------
 
 
-def _filter_digest(older_than_seconds: float, client_id: str | None) -> str:
-    return hashlib.sha256(f"{older_than_seconds!r}\x00{client_id or ''}".encode()).hexdigest()[:16]
+def encode_page_token(cursor: page_tokens.Cursor, older_than_seconds: float, client_id: str | None) -> str:
+    return page_tokens.encode(cursor, page_tokens.filter_digest(older_than_seconds, client_id))
 
 
-def encode_page_token(cursor: tuple[datetime, uuid.UUID], older_than_seconds: float, client_id: str | None) -> str:
-    payload = {"t": cursor[0].isoformat(), "i": cursor[1].hex, "f": _filter_digest(older_than_seconds, client_id)}
-    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
-
-
-def decode_page_token(
-    token: str, older_than_seconds: float, client_id: str | None
-) -> tuple[datetime, uuid.UUID] | None:
-    """The keyset cursor in a page token. Anyone can forge a token (it is not signed), so every decoded field
-    is checked for its type and range before it reaches SQL; a bad one, or one issued for other filters,
-    is INVALID_ARGUMENT."""
-    if not token:
-        return None
-    bad = InvalidRequest([FieldViolation("page_token", "is not a token this listing issued", "INVALID_PAGE_TOKEN")])
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-    except (ValueError, UnicodeError, RecursionError):
-        raise bad from None
-    if not isinstance(payload, dict) or set(payload) != {"t", "i", "f"}:
-        raise bad
-    updated, ident, digest = payload["t"], payload["i"], payload["f"]
-    if not (isinstance(updated, str) and isinstance(ident, str) and isinstance(digest, str)):
-        raise bad
-    if len(updated) > 40 or len(ident) != 32 or digest != _filter_digest(older_than_seconds, client_id):
-        raise bad
-    try:
-        at = datetime.fromisoformat(updated)
-        # Aware, and still a valid timestamp once in UTC (an offset can push year 1 or 9999 out of range).
-        cursor = (at.astimezone(UTC), uuid.UUID(hex=ident)) if at.tzinfo is not None else None
-    except (ValueError, OverflowError):
-        raise bad from None
-    if cursor is None:
-        raise bad
-    return cursor
+def decode_page_token(token: str, older_than_seconds: float, client_id: str | None) -> page_tokens.Cursor | None:
+    """The keyset cursor in a page token (server/app/page_tokens.py), for these filters only."""
+    return page_tokens.decode(token, page_tokens.filter_digest(older_than_seconds, client_id))

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from server.app import page_tokens
 from server.app.context import CallContext
 from server.app.store import ResourceReader
 from server.domain.errors import FieldViolation, InvalidRequest, NotFound
@@ -34,43 +31,18 @@ class PaymentList:
     next_page_token: str
 
 
-def _filter_digest(query: ListPaymentsQuery) -> str:
-    text = f"{query.status or ''}\x00{query.customer_id or ''}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _digest(query: ListPaymentsQuery) -> str:
+    return page_tokens.filter_digest(query.status, query.customer_id)
 
 
-def encode_page_token(query: ListPaymentsQuery, cursor: tuple[datetime, uuid.UUID]) -> str:
-    payload = {"t": cursor[0].isoformat(), "i": cursor[1].hex, "f": _filter_digest(query)}
-    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
+def encode_page_token(query: ListPaymentsQuery, cursor: page_tokens.Cursor) -> str:
+    return page_tokens.encode(cursor, _digest(query))
 
 
-def decode_page_token(query: ListPaymentsQuery) -> tuple[datetime, uuid.UUID] | None:
-    """The cursor in the token. Whatever a token holds, one this listing did not issue for these filters
-    is INVALID_ARGUMENT: every decoded field is checked for its type and range before it reaches SQL."""
-    if not query.page_token:
-        return None
-    bad = InvalidRequest([FieldViolation("page_token", "is not a token this listing issued", "INVALID_PAGE_TOKEN")])
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(query.page_token.encode("ascii")))
-    except (ValueError, UnicodeError, RecursionError):
-        raise bad from None
-    if not isinstance(payload, dict) or set(payload) != {"t", "i", "f"}:
-        raise bad
-    created, ident, digest = payload["t"], payload["i"], payload["f"]
-    if not (isinstance(created, str) and isinstance(ident, str) and isinstance(digest, str)):
-        raise bad
-    if len(created) > 40 or len(ident) != 32 or digest != _filter_digest(query):
-        raise bad
-    try:
-        at = datetime.fromisoformat(created)
-        # A cursor PostgreSQL can compare: aware, and still a valid timestamp once in UTC (an offset can
-        # push 0001-01-01 or 9999-12-31 out of range).
-        cursor = (at.astimezone(UTC), uuid.UUID(hex=ident)) if at.tzinfo is not None else None
-    except (ValueError, OverflowError):
-        raise bad from None
-    if cursor is None:
-        raise bad
-    return cursor
+def decode_page_token(query: ListPaymentsQuery) -> page_tokens.Cursor | None:
+    """The cursor in the query's token; anything but a token this listing issued for the same filters is
+    INVALID_ARGUMENT (server/app/page_tokens.py)."""
+    return page_tokens.decode(query.page_token, _digest(query))
 
 
 class Queries:
