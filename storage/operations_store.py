@@ -136,14 +136,16 @@ def _transition_sql(rtype: ResourceType) -> str:
     """UPDATE of one resource, conditional on its expected current status (a lost race updates 0 rows).
 
     A transition that keeps the status (new facts from the PSP, such as a request id) continues the
-    poll schedule instead of restarting it: otherwise every lookup would reset the backoff.
+    poll schedule instead of restarting it: otherwise every lookup would reset the backoff. It starts one
+    if there is none: a refund is created PENDING, and the PSP's "pending" keeps it PENDING, which must
+    still be polled (the model-based test found it never was).
     """
     returning = "id, payment_id, amount_minor" if rtype is ResourceType.REFUND else "id"
     return f"""
         UPDATE {_TABLES[rtype]}
         SET status = $3, psp_reference = COALESCE($4, psp_reference), failure_code = $5,
             failure_message = $6, failure_decline_code = $7, updated_at = $8, last_actor = $9,
-            last_reason = $10, next_poll_at = CASE WHEN status = $3 THEN next_poll_at ELSE $12 END,
+            last_reason = $10, next_poll_at = CASE WHEN status = $3 THEN COALESCE(next_poll_at, $12) ELSE $12 END,
             polls = CASE WHEN status = $3 THEN polls ELSE 0 END{_EXTRA_SET[rtype]}
         WHERE id = $1 AND client_id = $2 AND status = $11
         RETURNING {returning}

@@ -197,3 +197,31 @@ def test_after_a_twenty_second_outage_everything_is_final_within_a_minute(
             assert sandbox.executions_for_key(psp_idempotency_key("default", key, Operation.CHARGE)) == 1
     finally:
         server.close()
+
+
+def test_a_refund_stripe_answers_pending_is_followed_to_its_end(
+    database_url: str, tmp_path: Path, sandbox: StripeSandbox
+) -> None:
+    """Found by the model-based test: a refund answered "pending" stayed PENDING, its amount reserved,
+    because a PENDING -> PENDING transition kept a poll schedule it never had."""
+    sandbox.stop()
+    with StripeSandbox(settle_after_seconds=0.5) as settling:
+        server = serve(database_url, tmp_path, settling, ORIGINAL_KEY)
+        try:
+            channel, stub = stub_for(server)
+            with channel:
+                payment = stub.Charge(charge("pending-refund", method="pm_card_pendingRefund"), timeout=30).payment
+                request = svc.RefundRequest(idempotency_key="pending-refund-r", payment_id=payment.id)
+                pending = stub.Refund(request, timeout=30).refund
+                assert pending.status == res.REFUND_STATUS_PENDING
+
+                def refunded() -> bool:
+                    now = stub.GetRefund(svc.GetRefundRequest(id=pending.id), timeout=5).refund
+                    return bool(now.status == res.REFUND_STATUS_SUCCEEDED)
+
+                assert wait_for(refunded, timeout=20, interval=0.2)
+                after = stub.GetPayment(svc.GetPaymentRequest(id=payment.id), timeout=5).payment
+                assert after.amount_refunded.amount_minor == payment.amount.amount_minor
+                assert stub.Refund(request, timeout=30).refund.status == res.REFUND_STATUS_SUCCEEDED  # replay
+        finally:
+            server.close()
