@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -133,6 +134,23 @@ _REFUND_OUTCOMES = {
     "failed": OutcomeKind.FAILED,
     "canceled": OutcomeKind.FAILED,
 }
+
+
+def pooled_http_client(timeout_seconds: float, max_connections: int) -> stripe.HTTPXClient:
+    """The SDK's async httpx transport with a connection pool sized for the calls in flight.
+
+    stripe.HTTPXClient builds its httpx.AsyncClient with httpx's default pool (100 connections, 20 kept
+    alive) and takes no limits: a hidden cap of 100 concurrent Stripe calls per process, the queue a
+    slow PSP then builds in front of it. The SDK (pinned) keeps that client in `_client_async`; it is
+    replaced by one with the same TLS verification and explicit limits (PAYMENTS_PSP_MAX_CONNECTIONS).
+    """
+    http_client = stripe.HTTPXClient(timeout=timeout_seconds)
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    verify = ssl.create_default_context(cafile=stripe.ca_bundle_path)
+    replaced = http_client._client_async
+    http_client._client_async = httpx.AsyncClient(verify=verify, limits=limits)
+    del replaced  # never opened a connection: nothing to close
+    return http_client
 
 
 def stripe_client(api_key: str, api_base: str | None, http_client: stripe.HTTPXClient) -> stripe.StripeClient:

@@ -25,7 +25,7 @@ from adapters.retry import RetryingProvider
 from adapters.sandboxes.bank_sandbox import BankSandbox
 from adapters.sandboxes.inprocess import InProcessSandbox
 from adapters.sandboxes.stripe_sandbox import StripeSandbox
-from adapters.stripe_psp import StripeAdapter, close_http_client, stripe_client
+from adapters.stripe_psp import StripeAdapter, close_http_client, pooled_http_client, stripe_client
 from adapters.stripe_psp import api_key_problem as stripe_api_key_problem
 from server.api.admin_servicer import AdminServicer
 from server.api.convert import ProtoReplyEncoder
@@ -99,7 +99,7 @@ def build_providers(settings: Settings) -> Providers:
         sandboxes.append(sandbox)
         api_key, api_base = SANDBOX_STRIPE_KEY, sandbox.url
         log.info("using the built-in Stripe sandbox", extra={"stripe_api_base": sandbox.url})
-    http_client = stripe.HTTPXClient(timeout=STRIPE_HTTP_TIMEOUT_SECONDS)
+    http_client = pooled_http_client(STRIPE_HTTP_TIMEOUT_SECONDS, settings.psp_max_connections)
     stripe_adapter = StripeAdapter(
         stripe_client(api_key, api_base, http_client), key_ttl_seconds=settings.stripe_key_ttl_seconds
     )
@@ -112,7 +112,8 @@ def build_providers(settings: Settings) -> Providers:
         log.info("using the built-in bank sandbox", extra={"bank_api_base": bank_sandbox.url})
     assert bank_token is not None
     debtor = DebtorAccount(settings.bank_debtor_name, settings.bank_debtor_iban, settings.bank_debtor_bic)
-    bank_http = httpx.AsyncClient()
+    pool = settings.psp_max_connections  # explicit, so no hidden httpx default caps concurrency
+    bank_http = httpx.AsyncClient(limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool))
     bank = RetryingProvider(BankTransferAdapter(bank_base, bank_token, debtor, http=bank_http))
     return Providers(ProviderSet(cards=cards, bank=bank, others=[inprocess]), sandboxes, [http_client], bank_http)
 

@@ -86,6 +86,8 @@ class Settings:
     reply_retention_days: int = 30
     worker: bool = True  # the recovery worker and status poller run in this process
     recovery_idle_seconds: float = 5.0  # how long a stopped execution is left to its client
+    # Connections (and calls in flight) per PSP per process; at a PSP's 1-2 s, 1,000 carry 500-1,000 rps.
+    psp_max_connections: int = 1000
     # Set by `payments serve --workers N` for its own processes only: they share one port.
     share_listen_port: bool = False
     # How long Stripe's idempotency keys are re-sent (Stripe honours them 24 h); tests use seconds.
@@ -126,6 +128,7 @@ class Settings:
             recovery_idle_seconds=_float(env, "PAYMENTS_RECOVERY_IDLE_SECONDS", cls.recovery_idle_seconds),
             stripe_key_ttl_seconds=_float(env, "PAYMENTS_STRIPE_KEY_TTL_SECONDS", cls.stripe_key_ttl_seconds),
             share_listen_port=_flag(env, SHARED_PORT_VARIABLE),
+            psp_max_connections=_int(env, "PAYMENTS_PSP_MAX_CONNECTIONS", cls.psp_max_connections),
             admin_clients=_names(env, "PAYMENTS_ADMIN_CLIENTS"),
         )
         settings.validate()
@@ -145,6 +148,8 @@ class Settings:
             raise ConfigError("PAYMENTS_BANK_API_BASE needs PAYMENTS_BANK_API_TOKEN")
         if self.db_pool_size < 1:
             raise ConfigError("PAYMENTS_DB_POOL_SIZE must be at least 1")
+        if self.psp_max_connections < 1:
+            raise ConfigError("PAYMENTS_PSP_MAX_CONNECTIONS must be at least 1")
         if not 0 < self.stripe_key_ttl_seconds <= 24 * 3600:
             raise ConfigError("PAYMENTS_STRIPE_KEY_TTL_SECONDS must be above 0 and at most 86400 (Stripe's 24 h)")
 

@@ -166,9 +166,23 @@ class PaymentServicer:
 
 
 def record_rpc(rpc: str, code: int, started: float, service: str = SERVICE_NAME) -> None:
-    """The RPC latency metric by service, method and status code (one definition for every servicer)."""
-    attributes = {"rpc.service": service, "rpc.method": rpc, "rpc.grpc.status_code": grpc_code(code).name}
-    telemetry.rpc_duration.record((time.monotonic() - started) * 1000, attributes)
+    """The RPC latency metric by service, method and status code (one definition for every servicer).
+
+    A slow RPC, or one that failed for a reason other than the caller's input, is also logged, with its
+    trace id: with head sampling most traces are not kept, and this line says which trace to look up
+    (the trace id is in every log line, sampled or not)."""
+    elapsed = time.monotonic() - started
+    code_name = grpc_code(code).name
+    attributes = {"rpc.service": service, "rpc.method": rpc, "rpc.grpc.status_code": code_name}
+    telemetry.rpc_duration.record(elapsed * 1000, attributes)
+    if elapsed >= SLOW_RPC_SECONDS or code_name in _NOTEWORTHY_CODES:
+        extra = {"rpc_method": rpc, "grpc_code": code_name, "duration_ms": round(elapsed * 1000)}
+        log.warning("rpc %s answered %s in %.3f s", rpc, code_name, elapsed, extra=extra)
+
+
+SLOW_RPC_SECONDS = 2.0
+# Codes that are the service's or the PSP's trouble, not the caller's input.
+_NOTEWORTHY_CODES = frozenset({"UNAVAILABLE", "INTERNAL", "UNKNOWN", "DEADLINE_EXCEEDED"})
 
 
 _REQUESTS: dict[str, type[Message]] = {

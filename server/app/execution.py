@@ -166,6 +166,13 @@ async def drive(
         )
     transition = flow.decide(resource, outcome, ctx.actor, now())
     final = flow.apply(resource, transition) if transition else resource
+    if transition is not None and transition.to_status == "FAILED":
+        # Always logged, with the trace id, so a failed payment can be traced even when sampling dropped it.
+        failure = transition.failure
+        log.info("%s %s failed at the PSP: %s", flow.resource_type, public_id, failure.code if failure else "",
+                 extra={"resource_id": public_id, "psp": resource.psp,
+                        "failure_code": failure.code if failure else "",
+                        "decline_code": failure.decline_code if failure else ""})  # fmt: skip
     reply = StoredReply(0, encode(final), final=is_final(flow.resource_type, str(final.status)))
     # Shielded: once the PSP has answered, the outcome is recorded even if the caller goes away.
     stored = await asyncio.shield(_record_outcome(store, started, transition, reply))

@@ -3,6 +3,7 @@ Stripe's test mode with `make test-stripe-live`. No mocks of the SDK or of httpx
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -12,7 +13,7 @@ import stripe
 from adapters.retry import RetryingProvider, RetryPolicy
 from adapters.sandboxes.stripe_objects import CREATE_PAYMENT_INTENT, CREATE_REFUND, CREATE_TRANSFER
 from adapters.sandboxes.stripe_sandbox import StripeSandbox
-from adapters.stripe_psp import StripeAdapter, close_http_client, stripe_client
+from adapters.stripe_psp import StripeAdapter, close_http_client, pooled_http_client, stripe_client
 from server.app.deadline import Deadline
 from server.app.psp import ChargeOrder, OutcomeKind, PayoutOrder, PspRejectedError, PspUnavailableError, RefundOrder
 from server.domain.finality import Rejection
@@ -208,3 +209,31 @@ async def test_refused_credentials_are_named_without_stripes_text(
     logged = " ".join(record.getMessage() for record in caplog.records)
     assert "Expired API Key" in logged
     assert "y123" not in logged
+
+
+async def test_the_pool_carries_more_calls_in_flight_than_httpx_defaults(backend: StripeBackend) -> None:
+    """httpx's default pool (100 connections) would hold the 101st Stripe call back; the pool is sized by
+    PAYMENTS_PSP_MAX_CONNECTIONS instead, so 150 slow calls are all at Stripe at once."""
+    sandbox = backend.require_sandbox()
+    calls = 150
+    sandbox.inject("delay", calls, method="POST", stall_seconds=5.0)
+    http_client = pooled_http_client(timeout_seconds=30, max_connections=1000)
+    adapter = StripeAdapter(stripe_client(backend.api_key, backend.api_base, http_client))
+    orders = [charge_order() for _ in range(calls)]
+    try:
+        running = [asyncio.create_task(adapter.charge(order, Deadline.after(30))) for order in orders]
+
+        async def at_stripe() -> int:
+            return sum(sandbox.is_in_flight(order.psp_key) for order in orders)
+
+        most = 0
+        for _ in range(80):  # up to 4 s while every call is held 5 s
+            most = max(most, await at_stripe())
+            if most > 100:
+                break
+            await asyncio.sleep(0.05)
+        assert most > 100, f"only {most} calls reached Stripe at once"
+        outcomes = await asyncio.gather(*running)
+        assert all(outcome.kind is OutcomeKind.SUCCEEDED for outcome in outcomes)
+    finally:
+        await close_http_client(http_client)
