@@ -67,7 +67,7 @@ class Providers:
 
     directory: ProviderSet
     sandboxes: list[StripeSandbox | BankSandbox] = field(default_factory=list)
-    http_clients: list[stripe.HTTPXClient] = field(default_factory=list)
+    http_clients: list[stripe.HTTPXClient | stripe.AIOHTTPClient] = field(default_factory=list)
     bank_http: httpx.AsyncClient | None = None
 
     async def close(self) -> None:

@@ -2,7 +2,7 @@
 
 Nothing is exported by default. OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_ENDPOINT) turns on the
 OTLP/gRPC exporter for traces and metrics; OTEL_TRACES_EXPORTER=console prints spans. Once tracing is
-on, asyncpg (without query parameters) and httpx (so `traceparent` reaches the PSPs) are instrumented
+on, asyncpg (without query parameters), httpx and aiohttp (so `traceparent` reaches the PSPs) are instrumented
 and the gRPC server continues the caller's trace.
 """
 
@@ -94,11 +94,13 @@ def _instrument_clients(provider: TracerProvider) -> None:
     global _instrumented
     if _instrumented:
         return
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     AsyncPGInstrumentor(capture_parameters=False).instrument(tracer_provider=provider)
-    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)  # the bank gateway's client
+    AioHttpClientInstrumentor().instrument(tracer_provider=provider)  # Stripe's (adapters/stripe_psp.py)
     _instrumented = True
 
 

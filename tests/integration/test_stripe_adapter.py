@@ -4,6 +4,7 @@ Stripe's test mode with `make test-stripe-live`. No mocks of the SDK or of httpx
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -237,3 +238,29 @@ async def test_the_pool_carries_more_calls_in_flight_than_httpx_defaults(backend
         assert all(outcome.kind is OutcomeKind.SUCCEEDED for outcome in outcomes)
     finally:
         await close_http_client(http_client)
+
+
+@pytest.mark.parametrize(
+    ("fault", "possibly_executed"), [("refused", False), ("drop_after_work", True), ("reset", True)]
+)
+async def test_the_served_transport_says_whether_a_failed_call_may_have_executed(
+    backend: StripeBackend, fault: str, possibly_executed: bool
+) -> None:
+    """The transport payments serve uses (aiohttp, pooled): a refused connection never reached Stripe; a
+    reset or a dropped answer may have executed. The finality rule depends on telling them apart."""
+    sandbox = backend.require_sandbox()
+    if fault == "refused":
+        with socket.socket() as probe:  # a port nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            base = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    else:
+        base = sandbox.url
+        sandbox.inject(fault, 1, method="POST")
+    http_client = pooled_http_client(timeout_seconds=10, max_connections=10)
+    adapter = StripeAdapter(stripe_client(backend.api_key, base, http_client))
+    try:
+        with pytest.raises(PspUnavailableError) as caught:
+            await adapter.charge(charge_order(), Deadline.after(10))
+    finally:
+        await close_http_client(http_client)
+    assert caught.value.possibly_executed is possibly_executed
