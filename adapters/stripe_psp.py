@@ -1,4 +1,4 @@
-"""Stripe behind the PSP port, with the official SDK (StripeClient, async over httpx).
+"""Stripe behind the PSP port, with the official SDK (StripeClient, async over aiohttp; see PooledAIOHTTPClient).
 
 Only translation lives here: charge = PaymentIntent created and confirmed; refund = Refund on the
 PaymentIntent; payout to a seller = Transfer to the connected account. Every POST carries the order's
