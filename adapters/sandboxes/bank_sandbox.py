@@ -73,15 +73,17 @@ Control API (no auth; ``/_sandbox`` requests are never faulted nor logged)::
                                      "files_accepted", "duplicates_rejected", "replays"}
     GET    /_sandbox/requests       [{"method", "path", "idempotency_key", "headers", "status",
                                       "replayed", "fault", "received_at"}]  (Authorization redacted)
-    POST   /_sandbox/reset          forget everything (state, counters, faults, log, clock, delay)
+    POST   /_sandbox/reset          forget everything (state, counters, faults, log, clock, delay,
+                                     latency back to the starting one)
     POST   /_sandbox/faults         {"kind", "count"=1, "method"?, "path_prefix"?, "retry_after"=1}
     POST   /_sandbox/fault-rate     {"rate", "mix"?: {kind: weight}, "seed"?, "method"?, "path_prefix"?}
     DELETE /_sandbox/faults         clear queued faults and the rate
     POST   /_sandbox/clock/advance  {"seconds"}  move the sandbox clock forward
     POST   /_sandbox/step-delay     {"seconds"}  set the status step delay
+    POST   /_sandbox/latency        {"seconds"}  hold every ``/v1`` request this long before handling it
 
 Python API: :class:`BankSandbox` (start/stop/context manager, ``url``, ``inject``,
-``set_fault_rate``, ``clear_faults``, ``set_step_delay``, ``set_stall_seconds``, ``advance_clock``,
+``set_fault_rate``, ``clear_faults``, ``set_step_delay``, ``set_stall_seconds``, ``set_latency``, ``advance_clock``,
 ``executions``, ``executions_for``, ``executions_for_key``, ``counters``, ``status_of``,
 ``requests``, ``reset``) and :func:`serve_forever` for the CLI (``python -m
 adapters.sandboxes.bank_sandbox --port 8766``). Nothing here ever logs a full IBAN: the request log
@@ -116,7 +118,7 @@ from adapters.sandboxes.bank_gateway import (
     json_response,
 )
 from adapters.sandboxes.faults import DEFAULT_STALL_SECONDS, Fault, FaultKind, FaultPlan
-from adapters.sandboxes.http_server import HostedSandbox, SandboxHandler
+from adapters.sandboxes.http_server import HostedSandbox, Latency, SandboxHandler
 from adapters.sandboxes.json_types import JsonValue
 from adapters.sandboxes.observations import RequestLog
 
@@ -188,14 +190,16 @@ class RequestRecord:
 
 
 class _SandboxState:
-    """What the server threads share: the gateway, the fault plan, the request log, the stall length."""
+    """What the server threads share: the gateway, the fault plan, the request log, the stall length,
+    the latency."""
 
-    def __init__(self, step_delay: float, stall_seconds: float) -> None:
+    def __init__(self, step_delay: float, stall_seconds: float, latency_seconds: float = 0.0) -> None:
         self.gateway = BankGateway(step_delay)
         self.faults = FaultPlan()
         self.requests: RequestLog[RequestRecord] = RequestLog()
         self.stall_seconds = stall_seconds
         self.stopping = threading.Event()
+        self.latency = Latency(latency_seconds, self.stopping)
 
     def inject(
         self, kind: FaultKind | str, count: int, method: str | None, path_prefix: str | None, retry_after: int
@@ -231,6 +235,7 @@ class _SandboxState:
         self.gateway.reset()
         self.faults.clear()
         self.requests.clear()
+        self.latency.reset()
 
 
 class _Handler(SandboxHandler[_SandboxState]):
@@ -289,6 +294,9 @@ class _Handler(SandboxHandler[_SandboxState]):
             return
         if path.startswith("/_sandbox/"):
             self._send(self._control(method, path, body))
+            return
+        if not state.latency.hold():  # stopping while the latency held it: nothing done, nothing answered
+            self.close_connection = True
             return
 
         key = self.headers.get("Idempotency-Key")
@@ -404,6 +412,8 @@ class _Handler(SandboxHandler[_SandboxState]):
                 state.gateway.advance_clock(float(payload["seconds"]))
             elif (method, path) == ("POST", "/_sandbox/step-delay"):
                 state.gateway.set_step_delay(float(payload["seconds"]))
+            elif (method, path) == ("POST", "/_sandbox/latency"):
+                state.latency.set(float(payload["seconds"]))
             else:
                 return error_response(404, "not_found", f"no control route for {method} {path}")
         except (KeyError, TypeError, ValueError) as exc:
@@ -416,7 +426,9 @@ class BankSandbox(HostedSandbox[_SandboxState]):
 
     Thread-safe; ``start()`` serves from a daemon thread, ``stop()`` closes the listener and every
     open connection, wakes stalled requests and waits for the requests still being handled, so the
-    counters are final once it returns. Usable as a context manager.
+    counters are final once it returns. Usable as a context manager. ``latency_seconds``: every ``/v1``
+    request (submission or status report) is held that long before it is handled (a sleeping thread,
+    no CPU), like a real gateway's response time; 0 answers at once.
     """
 
     def __init__(
@@ -426,8 +438,9 @@ class BankSandbox(HostedSandbox[_SandboxState]):
         *,
         step_delay: float = DEFAULT_STEP_DELAY,
         stall_seconds: float = DEFAULT_STALL_SECONDS,
+        latency_seconds: float = 0.0,
     ) -> None:
-        state = _SandboxState(step_delay, stall_seconds)
+        state = _SandboxState(step_delay, stall_seconds, latency_seconds)
         super().__init__(
             (host, port), state, _Handler, label="bank sandbox", stopping=state.stopping, wait_for_handlers=True
         )
@@ -472,6 +485,10 @@ class BankSandbox(HostedSandbox[_SandboxState]):
         """How long a ``stall`` fault holds the connection before resetting it."""
         self._state.stall_seconds = seconds
 
+    def set_latency(self, seconds: float) -> None:
+        """Hold every ``/v1`` request ``seconds`` before handling it from now on (0: answer at once)."""
+        self._state.latency.set(seconds)
+
     def advance_clock(self, seconds: float) -> None:
         """Move the sandbox clock forward, so statuses progress without sleeping."""
         self._state.gateway.advance_clock(seconds)
@@ -501,7 +518,7 @@ class BankSandbox(HostedSandbox[_SandboxState]):
         return self._state.requests.entries()
 
     def reset(self) -> None:
-        """Forget all files, keys, counters, faults and the log; restore the clock and step delay."""
+        """Forget all files, keys, counters, faults and the log; restore the clock, step delay and latency."""
         self._state.reset()
 
 
@@ -511,20 +528,30 @@ def serve_forever(
     *,
     step_delay: float = DEFAULT_STEP_DELAY,
     stall_seconds: float = DEFAULT_STALL_SECONDS,
+    latency_seconds: float = 0.0,
 ) -> None:
     """Run a bank sandbox in the foreground until interrupted (for ``payments sandbox``)."""
-    sandbox = BankSandbox(host, port, step_delay=step_delay, stall_seconds=stall_seconds).start()
+    sandbox = BankSandbox(
+        host, port, step_delay=step_delay, stall_seconds=stall_seconds, latency_seconds=latency_seconds
+    ).start()
     print(f"bank sandbox listening on {sandbox.url}", flush=True)
     run_until_signalled(sandbox)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m adapters.sandboxes.bank_sandbox [--host H] [--port P] [--step-delay S]``."""
+    """``python -m adapters.sandboxes.bank_sandbox [--host H] [--port P] [--step-delay S] [--latency-seconds L]``."""
     parser = listen_arguments("Offline SEPA bank gateway sandbox", 8766)
     parser.add_argument("--step-delay", type=float, default=DEFAULT_STEP_DELAY)
     parser.add_argument("--stall-seconds", type=float, default=DEFAULT_STALL_SECONDS)
+    parser.add_argument("--latency-seconds", type=float, default=0.0, help="hold every /v1 request this long")
     args = parser.parse_args(argv)
-    serve_forever(args.host, args.port, step_delay=args.step_delay, stall_seconds=args.stall_seconds)
+    serve_forever(
+        args.host,
+        args.port,
+        step_delay=args.step_delay,
+        stall_seconds=args.stall_seconds,
+        latency_seconds=args.latency_seconds,
+    )
 
 
 if __name__ == "__main__":

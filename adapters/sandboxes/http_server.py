@@ -22,6 +22,38 @@ StateT = TypeVar("StateT")
 _SocketRequest: TypeAlias = socket.socket | tuple[bytes, socket.socket]  # socketserver's request type
 
 
+class Latency:
+    """How long a sandbox holds every API request before handling it: a PSP's response time.
+
+    The handler thread sleeps (no CPU), so a sandbox with latency L answers as many requests at once
+    as it has connections, each after L, like a real PSP. ``stop()`` (``stopping``) cuts the wait short.
+    """
+
+    def __init__(self, seconds: float, stopping: threading.Event) -> None:
+        self._initial = self._checked(seconds)
+        self.seconds = self._initial
+        self._stopping = stopping
+
+    @staticmethod
+    def _checked(seconds: float) -> float:
+        if not 0.0 <= seconds < float("inf"):
+            raise ValueError(f"latency must be a finite number of seconds >= 0, got {seconds!r}")
+        return float(seconds)
+
+    def set(self, seconds: float) -> None:
+        """From now on hold requests ``seconds`` (0: answer at once); ValueError if negative."""
+        self.seconds = self._checked(seconds)
+
+    def reset(self) -> None:
+        """Back to the latency the sandbox was started with."""
+        self.seconds = self._initial
+
+    def hold(self) -> bool:
+        """Waits out the latency; False if the sandbox began stopping meanwhile (then answer nothing)."""
+        seconds = self.seconds
+        return seconds <= 0 or not self._stopping.wait(seconds)
+
+
 class SandboxServer(ThreadingHTTPServer, Generic[StateT]):
     """A threading HTTP server that can abort connections with RST and close them all on stop.
 

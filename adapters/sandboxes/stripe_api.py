@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qsl
 
 from adapters.sandboxes.faults import Fault, FaultPlan
+from adapters.sandboxes.http_server import Latency
 from adapters.sandboxes.idempotency import ClaimOutcome, IdempotencyScope, IdempotencyStore
 from adapters.sandboxes.json_types import JsonDict, JsonValue
 from adapters.sandboxes.observations import ExecutionCounter, RequestLog
@@ -120,7 +121,7 @@ def new_request_id() -> str:
 class StripeState:
     """Everything the server threads share; each part carries its own lock."""
 
-    def __init__(self, *, settle_after_seconds: float, stripe_version: str) -> None:
+    def __init__(self, *, settle_after_seconds: float, stripe_version: str, latency_seconds: float = 0.0) -> None:
         self.ledger = StripeLedger(settle_after_seconds=settle_after_seconds)
         self.faults = FaultPlan()
         self.idempotency: IdempotencyStore[StoredResponse] = IdempotencyStore()
@@ -130,6 +131,7 @@ class StripeState:
         self.stripe_version = stripe_version
         self._revoked: set[str] = set()
         self._revoked_lock = threading.Lock()
+        self.latency = Latency(latency_seconds, self.stopping)
 
     def revoke(self, api_key: str) -> None:
         with self._revoked_lock:
@@ -154,6 +156,7 @@ class StripeState:
         self.idempotency.clear()
         self.executions.clear()
         self.requests.clear()
+        self.latency.reset()
         with self._revoked_lock:
             self._revoked.clear()
 

@@ -46,6 +46,11 @@ class Control:
             return 200, {"requests": records}
         if action == ("POST", "reset"):
             state.reset()
+        elif action == ("POST", "latency"):
+            seconds = _json_number(_json_object(request.body), "seconds")
+            if seconds is None:
+                raise ValueError("seconds is required")
+            state.latency.set(seconds)
         elif action == ("POST", "idempotency/forget"):
             state.idempotency.forget_completed()
         elif action == ("POST", "api_keys/revoke"):

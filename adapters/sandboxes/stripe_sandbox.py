@@ -56,6 +56,9 @@ class _Handler(SandboxHandler[StripeState]):
         if request.path.startswith(CONTROL_PREFIX):
             self._send(Control(state).handle(request))
             return
+        if not state.latency.hold():  # stopping while the latency held it: nothing done, nothing answered
+            self.close_connection = True
+            return
         fault = state.faults.next_fault(request.method, request.path)
         result = self._serve(request, fault)
         state.requests.append(record_of(request, result, fault))
@@ -110,6 +113,8 @@ class StripeSandbox(HostedSandbox[StripeState]):
 
     Use it as a context manager (or ``start()`` / ``stop()``) and point the SDK at ``url``. It binds
     127.0.0.1 on a free port by default, serves on a daemon thread and is safe to drive from any thread.
+    ``latency_seconds``: every API request is held that long before it is handled (a sleeping thread,
+    no CPU), like a real PSP's response time; 0 answers at once.
     """
 
     def __init__(
@@ -119,8 +124,11 @@ class StripeSandbox(HostedSandbox[StripeState]):
         *,
         settle_after_seconds: float = 0.0,
         stripe_version: str = DEFAULT_STRIPE_VERSION,
+        latency_seconds: float = 0.0,
     ) -> None:
-        state = StripeState(settle_after_seconds=settle_after_seconds, stripe_version=stripe_version)
+        state = StripeState(
+            settle_after_seconds=settle_after_seconds, stripe_version=stripe_version, latency_seconds=latency_seconds
+        )
         super().__init__((host, port), state, _Handler, label="Stripe sandbox", stopping=state.stopping)
 
     def inject(
@@ -157,6 +165,10 @@ class StripeSandbox(HostedSandbox[StripeState]):
     def clear_faults(self) -> None:
         """Drop scripted faults and set the random rate to zero."""
         self._state.faults.clear()
+
+    def set_latency(self, seconds: float) -> None:
+        """Hold every API request ``seconds`` before handling it from now on (0: answer at once)."""
+        self._state.latency.set(seconds)
 
     def executions(self, operation: str | None = None) -> int:
         """How many times ``operation`` (e.g. ``"payment_intents.create"``) really ran; all if None."""
@@ -199,13 +211,17 @@ class StripeSandbox(HostedSandbox[StripeState]):
         self._state.revoke(api_key)
 
     def reset(self) -> None:
-        """Forget objects, idempotency keys, faults, counters, revocations and the request log."""
+        """Forget objects, idempotency keys, faults, counters, revocations and the request log; the
+        latency goes back to the one the sandbox was started with."""
         self._state.reset()
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 12111, *, settle_after_seconds: float = 0.0) -> None:
+def serve_forever(
+    host: str = "127.0.0.1", port: int = 12111, *, settle_after_seconds: float = 0.0, latency_seconds: float = 0.0
+) -> None:
     """Run the sandbox in the foreground until interrupted (for ``payments sandbox``)."""
-    sandbox = StripeSandbox(host, port, settle_after_seconds=settle_after_seconds).start()
+    sandbox = StripeSandbox(host, port, settle_after_seconds=settle_after_seconds, latency_seconds=latency_seconds)
+    sandbox.start()
     print(f"Stripe sandbox listening on {sandbox.url} (control API under {CONTROL_PREFIX})", flush=True)
     run_until_signalled(sandbox)
 
@@ -214,8 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: ``python -m adapters.sandboxes.stripe_sandbox --port 12111``."""
     parser = listen_arguments("Offline Stripe-compatible sandbox", 12111)
     parser.add_argument("--settle-after-seconds", type=float, default=0.0)
+    parser.add_argument("--latency-seconds", type=float, default=0.0, help="hold every API request this long")
     args = parser.parse_args(argv)
-    serve_forever(args.host, args.port, settle_after_seconds=args.settle_after_seconds)
+    serve_forever(
+        args.host, args.port, settle_after_seconds=args.settle_after_seconds, latency_seconds=args.latency_seconds
+    )
     return 0
 
 

@@ -48,6 +48,7 @@ def write_report(results: list[Result], notes: dict[str, Any], out: Path, *, flo
             f"{cpu.get('client', float('nan')):>8.0f}"
         )
     print("\n" + "\n".join(lines))
+    print(_latency_table([r for r in results if r.psp_latency_s is not None]))
     print(f"\nfloor for the ratios: {floor}; total run {total_s:.0f} s")
     for key, value in notes.items():
         print(f"{key}: {value}")
@@ -55,6 +56,28 @@ def write_report(results: list[Result], notes: dict[str, Any], out: Path, *, flo
                                                   "total_seconds": round(total_s, 1)}, indent=2))  # fmt: skip
     _plot(results, out / "latency.png")
     print(f"\nwritten: {out / 'results.json'}, {out / 'latency.png'}")
+
+
+def _latency_table(results: list[Result]) -> str:
+    """The PSP-latency rows next to their Little's-law bound: c callers, each answer after at least L,
+    can get at most c / L requests per second through."""
+    if not results:
+        return ""
+    header = (
+        f"{'PSP latency L':<30}{'c':>5}{'L ms':>6}{'rps':>7}{'c/L':>7}{'rps/(c/L)':>11}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'cpu us/req: server':>20}{'sandbox':>9}{'peak RSS MiB':>14}"
+    )
+    lines = ["", header, "-" * len(header)]
+    for r in results:
+        bound = r.littles_law_bound or float("nan")
+        cpu = r.cpu_us_per_request()
+        rss = r.peak_rss_mib if r.peak_rss_mib is not None else float("nan")
+        lines.append(
+            f"{r.name:<30}{r.concurrency:>5}{(r.psp_latency_s or 0) * 1000:>6.0f}{r.throughput:>7.0f}{bound:>7.0f}"
+            f"{r.throughput / bound:>11.2f}{r.percentile(50):>9.1f}{r.percentile(99):>9.1f}"
+            f"{cpu.get('server', float('nan')):>20.0f}{cpu.get('sandbox', float('nan')):>9.0f}{rss:>14.0f}"
+        )
+    return "\n".join(lines)
 
 
 def _plot(results: list[Result], path: Path) -> None:

@@ -26,15 +26,18 @@ from typing import Any
 
 import asyncpg
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from adapters.sandboxes.bank_sandbox import TEST_IBAN_ACCEPT
 from adapters.sandboxes.stripe_sandbox import StripeSandbox
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
 from server.api.client import PaymentAsyncStub, payment_stub
+from server.bench import cpu
 from server.bench.floors import ECHO, TABLE_SQL, TWO_TRANSACTIONS, two_transactions
 from server.bench.growth import seed
-from server.bench.load import Result, merged, run_load
+from server.bench.load import Result, merged, run_load, run_steady
 from server.domain.idempotency import Operation, psp_idempotency_key
 from storage.database import create_pool
 from storage.embedded import EmbeddedPostgres
@@ -57,6 +60,14 @@ class Plan:
     storm: int = 500
     growth_rows: int = 0
     out: Path = Path("bench-results")
+    # Production-shaped: PSPs that answer after L, many calls in flight (Bench.psp_latency).
+    psp_latency_s: float = 0.3
+    charge_in_flight: tuple[int, ...] = (50, 200, 500)
+    payout_in_flight: tuple[int, ...] = (50, 200)
+    calls_per_caller: int = 4  # measured calls per caller (after a warm-up of one each): seconds per row
+    memory_in_flight: int = 1000
+    memory_latency_s: float = 1.0
+    memory_goal_mib: float = 300.0
 
 
 def free_port() -> int:
@@ -117,6 +128,28 @@ def service(dsn: str, **env: str) -> Iterator[str]:
         yield target
 
 
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+@contextlib.contextmanager
+def sandbox_process(module: str, latency_s: float) -> Iterator[tuple[str, int]]:
+    """A PSP sandbox (`adapters.sandboxes.<module>`) in its own process, answering after `latency_s`;
+    yields its URL and pid. In its own process so its threads do not share the load generator's GIL."""
+    port = free_port()
+    args = ["-m", f"adapters.sandboxes.{module}", "--port", str(port), "--latency-seconds", str(latency_s)]
+    with process(args) as child:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/_sandbox/counters")
+        yield url, child.pid
+
+
 @contextlib.contextmanager
 def otlp_sink() -> Iterator[str]:
     """A collector that accepts OTLP exports and drops them: tracing on, with a real exporter and network hop."""
@@ -134,8 +167,13 @@ class Bench:
         self.pids: dict[str, int] = {}  # scenario -> server pid
 
     def _print(self, result: Result) -> None:
+        extra = ""
+        if result.littles_law_bound:
+            extra = f"  {result.throughput / result.littles_law_bound:.2f} x c/L"
+        if result.peak_rss_mib is not None:
+            extra += f"  peak RSS {result.peak_rss_mib:.0f} MiB"
         print(f"  {result.name:<28} c={result.concurrency:<3} {result.throughput:8.0f} rps  "
-              f"p50 {result.percentile(50):7.2f} ms", flush=True)  # fmt: skip
+              f"p50 {result.percentile(50):7.2f} ms{extra}", flush=True)  # fmt: skip
 
     async def both(self, name: str, call: Call) -> None:
         for concurrency, requests in ((1, self.plan.c1), (64, self.plan.c64)):
@@ -244,6 +282,69 @@ class Bench:
             await self.both("refund.inprocess", refund)
             await self.both("get_payment", get)
 
+    async def psp_latency(self) -> None:
+        """Charge and SEPA payouts against PSPs that answer after L, many calls in flight: production's shape.
+
+        With L = 300 ms a closed loop of c callers can get at most c / L requests per second through
+        (Little's law); each row reports how near the service comes, what a call costs the server's CPU
+        and the server's peak resident memory. Last, Charge with 1,000 calls in flight against L = 1 s:
+        the server's memory under the load a slow PSP puts on it. Each server is fresh, so its memory
+        is that of its own rows. The sandboxes run in their own processes (one thread per connection).
+        """
+        plan = self.plan
+        with (
+            sandbox_process("stripe_sandbox", plan.psp_latency_s) as (stripe_url, stripe_pid),
+            sandbox_process("bank_sandbox", plan.psp_latency_s) as (bank_url, bank_pid),
+        ):
+            env = {
+                "PAYMENTS_STRIPE_API_KEY": "sk_test_bench", "PAYMENTS_STRIPE_API_BASE": stripe_url,
+                "PAYMENTS_BANK_API_BASE": bank_url, "PAYMENTS_BANK_API_TOKEN": "bench-token",
+            }  # fmt: skip
+            with service(self.dsn, **env) as target:
+                async with grpc.aio.insecure_channel(target) as channel:
+                    call = charge_call(payment_stub(channel), "charge.stripe-latency", [])
+                    for in_flight in plan.charge_in_flight:
+                        await self.at_latency("charge.stripe-latency", call, in_flight, target, stripe_pid)
+            with service(self.dsn, **env) as target:
+                async with grpc.aio.insecure_channel(target) as channel:
+                    call = payout_call(payment_stub(channel), "payout.bank-latency")
+                    for in_flight in plan.payout_in_flight:
+                        await self.at_latency("payout.bank-latency", call, in_flight, target, bank_pid)
+            async with httpx.AsyncClient(base_url=stripe_url) as control:
+                (await control.post("/_sandbox/latency", json={"seconds": plan.memory_latency_s})).raise_for_status()
+            with service(self.dsn, **env) as target:
+                idle_mib = cpu.rss_mib(cpu.tree(SERVER_PIDS[target]))
+                async with grpc.aio.insecure_channel(target) as channel:
+                    call = charge_call(payment_stub(channel), "charge.stripe-latency", [])
+                    held = await self.at_latency(
+                        "charge.stripe-latency", call, plan.memory_in_flight, target, stripe_pid,
+                        plan.memory_latency_s, calls_per_caller=1,
+                    )  # fmt: skip
+        peak = held.peak_rss_mib or float("nan")
+        self.notes["memory_in_flight"] = {
+            "in_flight": plan.memory_in_flight, "psp_latency_s": plan.memory_latency_s,
+            "mean_in_flight": round(held.mean_in_flight or 0),
+            "idle_rss_mib": round(idle_mib, 1), "peak_rss_mib": round(peak, 1), "goal_mib": plan.memory_goal_mib,
+            "met": peak < plan.memory_goal_mib,
+        }  # fmt: skip
+
+    async def at_latency(
+        self, name: str, call: Call, in_flight: int, target: str, sandbox_pid: int, latency_s: float | None = None,
+        calls_per_caller: int | None = None,
+    ) -> Result:  # fmt: skip
+        """One PSP-latency row in its steady state (load.run_steady): `calls_per_caller` calls per caller
+        measured, with the CPU of the server, PostgreSQL, us and the sandbox, and the server's peak RSS."""
+        latency_s = self.plan.psp_latency_s if latency_s is None else latency_s
+        calls = in_flight * (calls_per_caller or self.plan.calls_per_caller)
+        result = await run_steady(
+            name, call, concurrency=in_flight, requests=calls, ramp_s=latency_s,
+            server_pid=SERVER_PIDS[target], others={"sandbox": sandbox_pid}, sample_rss=True,
+        )  # fmt: skip
+        result.psp_latency_s = latency_s
+        self.results.append(result)
+        self._print(result)
+        return result
+
     async def storm(self, target: str, sandbox: StripeSandbox) -> None:
         key = f"storm-{uuid.uuid4().hex[:8]}"
         request = svc.ChargeRequest(
@@ -291,6 +392,24 @@ def charge_call(stub: PaymentAsyncStub, name: str, ids: list[str]) -> Call:
     return charge
 
 
+def payout_call(stub: PaymentAsyncStub, name: str) -> Call:
+    """A SEPA payout with a key never used before, to an account the bank sandbox accepts."""
+    run = uuid.uuid4().hex[:8]
+    numbers = itertools.count()
+    account = res.SepaAccount(
+        iban=TEST_IBAN_ACCEPT, name="Bench Seller GmbH", address=res.PostalAddress(country="DE", town="Berlin")
+    )
+
+    async def payout(_: int) -> None:
+        request = svc.PayoutRequest(
+            idempotency_key=f"{name}-{run}-{next(numbers)}", amount=res.Money(amount_minor=2500, currency="EUR"),
+            sepa_account=account, reference="Bench payout",
+        )  # fmt: skip
+        await stub.Payout(request, timeout=30)
+
+    return payout
+
+
 async def run(plan: Plan, dsn: str, base: str) -> Bench:
     bench = Bench(plan, dsn)
     print("floors", flush=True)
@@ -320,6 +439,8 @@ async def run(plan: Plan, dsn: str, base: str) -> Bench:
         service(dsn, PAYMENTS_PSP="inprocess", WORKERS="2") as two,
     ):
         await bench.interleaved_charges({"charge.workers=1": one, "charge.workers=2": two}, floor=False)
+    print(f"PSP latency: Stripe and bank sandboxes answering after {plan.psp_latency_s * 1000:.0f} ms", flush=True)
+    await bench.psp_latency()
     if plan.growth_rows:
         await growth(bench, base, plan.growth_rows)
     return bench
@@ -377,11 +498,25 @@ async def new_database(base: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="payments bench", description=__doc__)
-    parser.add_argument("--requests", type=int, default=Plan.c64, help="requests per scenario at concurrency 64")
+    parser.add_argument(
+        "--requests", type=int, default=Plan.c64,
+        help="requests per scenario at concurrency 64 (the PSP-latency rows' calls per caller scale with it)",
+    )  # fmt: skip
     parser.add_argument("--growth-rows", type=int, default=0, help="also measure with this many existing rows")
+    parser.add_argument(
+        "--in-flight-scale", type=float, default=1.0,
+        help="scales the calls in flight of the PSP-latency rows (the smoke test runs them at 0.2)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Plan.out)
     args = parser.parse_args(argv)
-    plan = Plan(c1=max(50, args.requests // 6), c64=args.requests, growth_rows=args.growth_rows, out=args.out)
+    scale = args.in_flight_scale
+    plan = Plan(
+        c1=max(50, args.requests // 6), c64=args.requests, growth_rows=args.growth_rows, out=args.out,
+        calls_per_caller=max(1, round(Plan.calls_per_caller * args.requests / Plan.c64)),
+        charge_in_flight=tuple(max(1, round(c * scale)) for c in Plan.charge_in_flight),
+        payout_in_flight=tuple(max(1, round(c * scale)) for c in Plan.payout_in_flight),
+        memory_in_flight=max(1, round(Plan.memory_in_flight * scale)),
+    )  # fmt: skip
     started = time.perf_counter()
     base, cleanup = _bench_server()
     try:

@@ -2,7 +2,9 @@
 
 Figures are not asserted (benchmarks are not tests); what is checked is that the benchmark works: no
 errors, every scenario next to its floor, the duplicate storm answered with one PSP execution, CPU
-accounted per process group, the data-growth comparison made, and the JSON and the plot written.
+accounted per process group, the data-growth comparison made, the PSP-latency rows (hundreds of calls
+in flight) next to their Little's-law bound with the server's peak memory, and the JSON and the plot
+written.
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ pytestmark = pytest.mark.slow
 SCENARIOS = {
     "floor.grpc-echo", "floor.2tx-asyncpg", "floor.grpc+2tx", "charge.inprocess", "refund.inprocess",
     "get_payment", "charge.inprocess+tracing", "charge.stripe-sandbox", "charge.workers=1", "charge.workers=2",
-    "charge.inprocess@empty", "charge.inprocess@0.01M",
+    "charge.inprocess@empty", "charge.inprocess@0.01M", "charge.stripe-latency", "payout.bank-latency",
 }  # fmt: skip
+# At a fifth of the calls in flight (--in-flight-scale 0.2): 50, 200, 500 and 1,000 make the smoke test 30 s longer.
+LATENCY_ROWS = {("charge.stripe-latency", 10), ("charge.stripe-latency", 40), ("charge.stripe-latency", 100),
+                ("payout.bank-latency", 10), ("payout.bank-latency", 40), ("charge.stripe-latency", 200)}  # fmt: skip
 
 
 def test_bench_runs_every_scenario_and_writes_the_report(database_url: str, tmp_path: Path) -> None:
     out = tmp_path / "results"
     env = {**os.environ, "PAYMENTS_DATABASE_URL": database_url}
     run = subprocess.run(
-        [sys.executable, "-m", "server.bench.run", "--requests", "100", "--growth-rows", "10000", "--out", str(out)],
+        [sys.executable, "-m", "server.bench.run", "--requests", "100", "--growth-rows", "10000",
+         "--in-flight-scale", "0.2", "--out", str(out)],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -37,10 +43,22 @@ def test_bench_runs_every_scenario_and_writes_the_report(database_url: str, tmp_
     rows = report["results"]
     assert {r["name"] for r in rows} == SCENARIOS
     assert all(r["errors"] == 0 and r["requests"] > 0 for r in rows), rows
-    assert {r["concurrency"] for r in rows} == {1, 64}
-    compared = [r for r in rows if not r["name"].startswith("floor.")]
+    latency = [r for r in rows if "psp_latency_ms" in r]
+    assert {(r["name"], r["concurrency"]) for r in latency} == LATENCY_ROWS
+    assert {r["concurrency"] for r in rows if r not in latency} == {1, 64}
+    compared = [r for r in rows if not r["name"].startswith("floor.") and r not in latency]
     assert all(r["throughput_vs_floor"] > 0 and r["p50_vs_floor"] > 0 for r in compared)
     assert all(r["cpu_us_per_request"]["server"] > 0 for r in rows if r["name"] != "floor.2tx-asyncpg")
+    for r in latency:
+        assert r["littles_law_rps"] == pytest.approx(r["concurrency"] / (r["psp_latency_ms"] / 1000), abs=0.1)
+        assert 0 < r["throughput_vs_littles_law"] < 2  # (a window of one call per caller can pass 1 a little)
+        assert r["p50_ms"] >= r["psp_latency_ms"]  # every call waited for the PSP
+        assert r["peak_rss_mib"] > 0
+        assert r["cpu_us_per_request"]["sandbox"] > 0
+    memory = report["notes"]["memory_in_flight"]
+    assert (memory["in_flight"], memory["psp_latency_s"]) == (200, 1.0)
+    assert memory["peak_rss_mib"] > 0
+    assert "rps/(c/L)" in run.stdout
     storm = report["notes"]["duplicate_storm"]
     assert storm["psp_executions"] == 1
     assert storm["answers"] == {"OK": storm["requests"]}

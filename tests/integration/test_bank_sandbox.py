@@ -518,3 +518,32 @@ def test_stop_is_prompt_with_idle_keep_alive_connections() -> None:
         box.stop()
         assert time.monotonic() - started < 10.0  # not the 30 s keep-alive timeout of the idle connection
     box.stop()  # idempotent
+
+
+def test_latency_holds_submissions_and_status_reports() -> None:
+    latency = 0.3
+    with (
+        BankSandbox(step_delay=STEP, latency_seconds=latency) as slow,
+        httpx.Client(base_url=slow.url, headers=AUTH, timeout=5.0) as http,
+    ):
+        body, e2e = payment_file()
+        started = time.monotonic()
+        assert submit(http, body).status_code == 202
+        assert time.monotonic() - started >= latency
+        started = time.monotonic()
+        assert status_of(http, e2e).status == "ACTC"  # (real time moves it on after a step: 1 s)
+        assert time.monotonic() - started >= latency
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            started = time.monotonic()
+            reports = list(pool.map(lambda _: httpx.get(f"{slow.url}/v1/payment-status/{e2e}", headers=AUTH), range(8)))
+            elapsed = time.monotonic() - started
+        assert [report.status_code for report in reports] == [200] * 8
+        assert elapsed < 4 * latency  # held at once, not one after the other
+        slow.set_latency(0)
+        started = time.monotonic()
+        status_of(http, e2e)
+        assert time.monotonic() - started < latency
+        assert http.post("/_sandbox/latency", json={"seconds": latency}).status_code == 200
+        started = time.monotonic()
+        status_of(http, e2e)
+        assert time.monotonic() - started >= latency

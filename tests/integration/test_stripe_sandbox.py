@@ -664,3 +664,30 @@ async def test_http11_keep_alive_and_stripe_headers(raw: httpx.AsyncClient) -> N
         assert response.headers.get("connection", "").lower() != "close"
         assert response.headers["Content-Type"] == "application/json"
         assert response.json() == {"object": "list", "data": [], "has_more": False, "url": "/v1/refunds"}
+
+
+# ------------------------------------------------------------------------------------------- latency
+
+
+async def test_latency_holds_every_api_request_without_serialising_them() -> None:
+    latency = 0.3
+    with StripeSandbox(latency_seconds=latency) as slow:
+        async with httpx.AsyncClient(base_url=slow.url, timeout=5) as plain:
+            started = time.monotonic()
+            assert (await plain.get("/_sandbox/counters")).status_code == 200  # control requests are not held
+            assert time.monotonic() - started < latency
+            started = time.monotonic()
+            answers = await asyncio.gather(*(plain.get("/v1/refunds", headers=AUTH) for _ in range(8)))
+            elapsed = time.monotonic() - started
+            assert [answer.status_code for answer in answers] == [200] * 8
+            assert latency <= elapsed < 4 * latency  # all eight held at once, not one after the other
+
+            assert (await plain.post("/_sandbox/latency", json={"seconds": 0})).status_code == 200
+            started = time.monotonic()
+            assert (await plain.get("/v1/refunds", headers=AUTH)).status_code == 200
+            assert time.monotonic() - started < latency
+            assert (await plain.post("/_sandbox/latency", json={"seconds": -1})).status_code == 400
+            assert (await plain.post("/_sandbox/reset")).status_code == 200  # back to the starting latency
+            started = time.monotonic()
+            assert (await plain.get("/v1/refunds", headers=AUTH)).status_code == 200
+            assert time.monotonic() - started >= latency
