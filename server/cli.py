@@ -215,7 +215,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    status = res.PaymentStatus.Value(f"PAYMENT_STATUS_{args.status.upper() or 'UNSPECIFIED'}")
+    status = res.PaymentStatus.Value(f"PAYMENT_STATUS_{args.status.upper() or 'UNSPECIFIED'}")  # argparse checked
     request = svc.ListPaymentsRequest(
         page_size=args.page_size, page_token=args.page_token, status=status, customer_id=args.customer_id
     )
@@ -456,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     get.set_defaults(func=cmd_get)
 
     listing = _client_parser(sub, "list", "list payments, newest first")
-    listing.add_argument("--status", default="")
+    statuses = [name.removeprefix("PAYMENT_STATUS_").lower() for name in res.PaymentStatus.keys()[1:]]
+    listing.add_argument("--status", default="", choices=["", *statuses], help="only payments in this status")
     listing.add_argument("--customer-id", default="")
     listing.add_argument("--page-size", type=int, default=0)
     listing.add_argument("--page-token", default="")

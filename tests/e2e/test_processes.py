@@ -187,3 +187,10 @@ def test_serve_refuses_a_publishable_stripe_key(database_url: str) -> None:
     assert process.wait(timeout=60) == 2
     assert process.stderr is not None
     assert b"secret or restricted key" in process.stderr.read()
+
+
+def test_cli_list_refuses_an_unknown_status_readably() -> None:
+    listed = run_cli("list", "--status", "bogus", port=free_port())
+    assert listed.returncode == 2
+    assert "invalid choice: 'bogus'" in listed.stderr
+    assert "Traceback" not in listed.stderr
