@@ -12,7 +12,7 @@ from payments.admin.v1 import admin_service_pb2 as admin_pb
 from server.app.admin import ResolveCommand, StuckListing
 from server.app.admin_port import ResourceRef
 from server.app.psp import OutcomeKind
-from server.domain.errors import FieldViolation, InvalidRequest
+from server.domain.errors import Violations
 from server.domain.ids import IdKind, MalformedId, kind_of, parse_id
 from server.domain.states import ResourceType
 
@@ -32,19 +32,7 @@ _OUTCOMES = {
 }
 
 
-class _Violations:
-    def __init__(self) -> None:
-        self.items: list[FieldViolation] = []
-
-    def add(self, field: str, description: str, reason: str = "INVALID_FIELD") -> None:
-        self.items.append(FieldViolation(field, description, reason))
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise InvalidRequest(self.items)
-
-
-def _ref(v: _Violations, text: str) -> ResourceRef | None:
+def _ref(v: Violations, text: str) -> ResourceRef | None:
     if not text:
         v.add("id", "is required", "MISSING_FIELD")
         return None
@@ -58,7 +46,7 @@ def _ref(v: _Violations, text: str) -> ResourceRef | None:
 
 def resource_ref(text: str) -> ResourceRef:
     """A pay_/re_/po_ id of any client; malformed is INVALID_ARGUMENT (unknown is NOT_FOUND later)."""
-    v = _Violations()
+    v = Violations()
     ref = _ref(v, text)
     v.raise_if_any()
     assert ref is not None
@@ -70,7 +58,7 @@ def _printable_ascii(text: str) -> bool:
 
 
 def stuck_listing(req: admin_pb.ListStuckOperationsRequest) -> StuckListing:
-    v = _Violations()
+    v = Violations()
     older_than: float | None = None
     if req.HasField("older_than"):
         older_than = req.older_than.seconds + req.older_than.nanos / 1e9
@@ -88,7 +76,7 @@ def stuck_listing(req: admin_pb.ListStuckOperationsRequest) -> StuckListing:
     return StuckListing(older_than, req.page_size, req.page_token, req.client_id or None)
 
 
-def _timestamp(v: _Violations, req: admin_pb.ResolveOperationRequest) -> datetime | None:
+def _timestamp(v: Violations, req: admin_pb.ResolveOperationRequest) -> datetime | None:
     if not req.HasField("expected_update_time"):
         v.add("expected_update_time", "is required: the update_time of the operation as last seen", "MISSING_FIELD")
         return None
@@ -103,7 +91,7 @@ def _timestamp(v: _Violations, req: admin_pb.ResolveOperationRequest) -> datetim
 
 
 def resolve_command(req: admin_pb.ResolveOperationRequest) -> ResolveCommand:
-    v = _Violations()
+    v = Violations()
     ref = _ref(v, req.id)
     outcome = _OUTCOMES.get(req.outcome)
     if req.outcome == admin_pb.RESOLVE_OUTCOME_UNSPECIFIED:

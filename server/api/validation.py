@@ -13,7 +13,7 @@ from payments.v1 import resources_pb2 as res
 from server.app.commands import ChargeCommand, PayoutCommand, RefundCommand
 from server.app.queries import ListPaymentsQuery
 from server.domain import metadata as caller_metadata
-from server.domain.errors import FieldViolation, InvalidRequest
+from server.domain.errors import FieldViolation, InvalidRequest, Violations
 from server.domain.idempotency import fingerprint, key_problem
 from server.domain.ids import IdKind, MalformedId, parse_id
 from server.domain.model import PayoutDestination, SepaDestination, StripeAccountDestination
@@ -45,31 +45,19 @@ _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
-class _Violations:
-    def __init__(self) -> None:
-        self.items: list[FieldViolation] = []
-
-    def add(self, field: str, description: str, reason: str = "INVALID_FIELD") -> None:
-        self.items.append(FieldViolation(field, description, reason))
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise InvalidRequest(self.items)
-
-
 def _printable(text: str) -> bool:
     """Printable ASCII (0x20-0x7E); for ASCII text that is exactly str.isprintable, which runs in C."""
     return text.isascii() and text.isprintable()
 
 
-def _key(v: _Violations, key: str) -> None:
+def _key(v: Violations, key: str) -> None:
     problem = key_problem(key)
     if problem:
         reason = "MISSING_IDEMPOTENCY_KEY" if not key else "INVALID_IDEMPOTENCY_KEY"
         v.add("idempotency_key", problem, reason)
 
 
-def _text(v: _Violations, field: str, value: str, limit: int, *, required: bool = False) -> None:
+def _text(v: Violations, field: str, value: str, limit: int, *, required: bool = False) -> None:
     if required and not value.strip():
         v.add(field, "is required", "MISSING_FIELD")
     elif len(value) > limit:
@@ -78,7 +66,7 @@ def _text(v: _Violations, field: str, value: str, limit: int, *, required: bool 
         v.add(field, "must not contain control characters", "INVALID_CHARACTERS")
 
 
-def _money(v: _Violations, field: str, amount: res.Money) -> Money | None:
+def _money(v: Violations, field: str, amount: res.Money) -> Money | None:
     code = amount.currency
     try:
         currency = Currency.of(code)
@@ -95,7 +83,7 @@ def _money(v: _Violations, field: str, amount: res.Money) -> Money | None:
     return Money(amount.amount_minor, code) if currency is not None else None
 
 
-def _metadata(v: _Violations, metadata: dict[str, str]) -> None:
+def _metadata(v: Violations, metadata: dict[str, str]) -> None:
     """The limits of server/domain/metadata.py: what the PSP accepts once the service's keys are added."""
     if len(metadata) > caller_metadata.MAX_ENTRIES:
         v.add("metadata", f"must have at most {caller_metadata.MAX_ENTRIES} entries", "TOO_MANY_ENTRIES")
@@ -121,7 +109,7 @@ def canonical_without_key(request: Message) -> bytes:
 
 
 def charge_command(req: svc.ChargeRequest) -> ChargeCommand:
-    v = _Violations()
+    v = Violations()
     _key(v, req.idempotency_key)
     amount = _money(v, "amount", req.amount) if req.HasField("amount") else None
     if not req.HasField("amount"):
@@ -148,7 +136,7 @@ def charge_command(req: svc.ChargeRequest) -> ChargeCommand:
 
 
 def refund_command(req: svc.RefundRequest) -> RefundCommand:
-    v = _Violations()
+    v = Violations()
     _key(v, req.idempotency_key)
     if not req.payment_id:
         v.add("payment_id", "is required", "MISSING_FIELD")
@@ -167,7 +155,7 @@ def refund_command(req: svc.RefundRequest) -> RefundCommand:
     )  # fmt: skip
 
 
-def _sepa_destination(v: _Violations, account: res.SepaAccount) -> SepaDestination | None:
+def _sepa_destination(v: Violations, account: res.SepaAccount) -> SepaDestination | None:
     """The SEPA scheme's own rules (server/domain/sepa_scheme.py), the ones the pain.001 builder applies."""
     iban_text = ""
     try:
@@ -195,7 +183,7 @@ def _sepa_destination(v: _Violations, account: res.SepaAccount) -> SepaDestinati
     )  # fmt: skip
 
 
-def _sepa_text(v: _Violations, field: str, value: str, limit: int, *, required: bool = False) -> None:
+def _sepa_text(v: Violations, field: str, value: str, limit: int, *, required: bool = False) -> None:
     """The text must survive transliteration to the SEPA character set within the length limit."""
     if not value.strip():
         if required:
@@ -208,7 +196,7 @@ def _sepa_text(v: _Violations, field: str, value: str, limit: int, *, required: 
 
 
 def payout_command(req: svc.PayoutRequest) -> PayoutCommand:
-    v = _Violations()
+    v = Violations()
     _key(v, req.idempotency_key)
     if not req.HasField("amount"):
         v.add("amount", "is required", "MISSING_FIELD")
@@ -247,7 +235,7 @@ def payout_command(req: svc.PayoutRequest) -> PayoutCommand:
 
 
 def list_query(req: svc.ListPaymentsRequest) -> ListPaymentsQuery:
-    v = _Violations()
+    v = Violations()
     if req.page_size < 0:
         v.add("page_size", "must not be negative", "INVALID_FIELD")
     status: PaymentStatus | None = None

@@ -58,6 +58,20 @@ class InvalidRequest(RequestRejected):
         self.reason = violations[0].reason if len(violations) == 1 else "INVALID_REQUEST"
 
 
+class Violations:
+    """Collects every field violation of a request, so a caller learns them all at once."""
+
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str, reason: str = "INVALID_FIELD") -> None:
+        self.items.append(FieldViolation(field, description, reason))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidRequest(self.items)
+
+
 class NotFound(RequestRejected):
     default_reason = "NOT_FOUND"
 

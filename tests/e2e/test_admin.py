@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -30,6 +29,7 @@ from payments.admin.v1 import admin_service_pb2 as admin_pb
 from payments.v1 import resources_pb2 as res
 from server.api.client import AdminStub, admin_stub
 from server.security.auth import Authenticator, TokenTable, generate_token, hash_token
+from tests.support.chaos import wait_for
 from tests.support.harness import FAST_RETRIES, FAST_WORKER, ServerHarness
 from tests.support.processes import free_port, run_cli, start_cli_server, wait_serving
 from tests.support.protofuzz import messages
@@ -54,12 +54,7 @@ def sql(database_url: str, query: str, *args: object) -> list[Any]:
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
+    return wait_for(check, timeout, interval=0.1)
 
 
 def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
