@@ -155,11 +155,33 @@ def _transition_sql(rtype: ResourceType) -> str:
 _TRANSITION_SQL = {rtype: _transition_sql(rtype) for rtype in ResourceType}
 
 
+# What a refund's end does to its payment: the reserved amount becomes refunded ('apply') or is given
+# back ('release'). One text for the statement of its own and for the one-statement completion.
+_SETTLEMENT_SET = """
+    amount_refunded = amount_refunded + CASE WHEN {settlement} = 'apply' THEN {amount} ELSE 0 END,
+    amount_reserved = amount_reserved - {amount}, updated_at = GREATEST(updated_at, {at})
+"""
+
+_SETTLE_REFUND = f"""
+    UPDATE payments SET {_SETTLEMENT_SET.format(settlement="$3", amount="$2::bigint", at="$4")}
+    WHERE id = $1
+"""
+
+
 def _finish_with_transition_sql(rtype: ResourceType) -> str:
+    """The transition, a refund's settlement, and the key's completion in one statement (one round trip);
+    the key completes only if the transition happened (a lost race changes nothing)."""
     first_free = 13 if rtype is ResourceType.REFUND else 14  # after the transition's own parameters
-    key, code, body, final = (f"${first_free + i}" for i in range(4))
+    key, code, body, final, settlement = (f"${first_free + i}" for i in range(5))
+    settled = ""
+    if rtype is ResourceType.REFUND:
+        settle_set = _SETTLEMENT_SET.format(settlement=settlement, amount="moved.amount_minor", at="$8")
+        settled = f""", settled AS (
+            UPDATE payments SET {settle_set}
+            FROM moved WHERE payments.id = moved.payment_id AND {settlement}::text IN ('apply', 'release')
+        )"""
     return f"""
-        WITH moved AS ({_TRANSITION_SQL[rtype]})
+        WITH moved AS ({_TRANSITION_SQL[rtype]}){settled}
         UPDATE idempotency_keys
         SET recovery_point = '{FINISHED}', reply_code = {code}, reply_body = {body}, reply_final = {final},
             reply_stored_at = now(), locked_until = NULL, lock_token = NULL, recover_after = NULL,
@@ -171,14 +193,6 @@ def _finish_with_transition_sql(rtype: ResourceType) -> str:
 
 
 _FINISH_WITH_TRANSITION = {rtype: _finish_with_transition_sql(rtype) for rtype in ResourceType}
-
-_SETTLE_REFUND = """
-    UPDATE payments
-    SET amount_refunded = amount_refunded + CASE WHEN $3 = 'apply' THEN $2::bigint ELSE 0 END,
-        amount_reserved = amount_reserved - $2::bigint,
-        updated_at = GREATEST(updated_at, $4)
-    WHERE id = $1
-"""
 
 
 async def apply_transition(conn: Any, t: Transition) -> bool:
@@ -342,26 +356,20 @@ class PostgresOperationStore:
 
     async def record_outcome(self, lease: Lease, transition: Transition | None, reply: StoredReply) -> StoredReply:
         async with self._db.connection() as conn:
-            if transition is not None and transition.refund_settlement is None:
-                # The common case in one statement (one round trip): the conditional transition and the
+            if transition is not None:
+                # One statement (one round trip): the conditional transition, a refund's settlement, and the
                 # key's completion, which only happens if the transition did.
                 args = [*_transition_args(transition), lease.key, reply.code, reply.body, reply.final]
+                if transition.resource is ResourceType.REFUND:
+                    args.append(transition.refund_settlement)
                 if await conn.fetchval(_FINISH_WITH_TRANSITION[transition.resource], *args) is not None:
                     return reply
-            else:
-                async with conn.transaction():
-                    moved = await apply_transition(conn, transition) if transition else True
-                    finished = (
-                        moved
-                        and (
-                            await conn.execute(
-                                _FINISH_KEY, lease.client_id, lease.key, reply.code, reply.body, reply.final
-                            )
-                        )
-                        == "UPDATE 1"
-                    )
-                    if finished:
-                        return reply
+            else:  # nothing changes on the resource: only the key's completion
+                finished = await conn.execute(
+                    _FINISH_KEY, lease.client_id, lease.key, reply.code, reply.body, reply.final
+                )
+                if finished == "UPDATE 1":
+                    return reply
             # Someone else finished this execution first (a retry that took over, the recovery worker).
             row = await conn.fetchrow(_INSPECT, lease.client_id, lease.key)
         if row is not None and row["recovery_point"] == FINISHED and row["reply_body"] is not None:
