@@ -33,7 +33,7 @@ from tests.support.chaos import wait_for
 from tests.support.harness import FAST_RETRIES, FAST_WORKER, ServerHarness
 from tests.support.processes import free_port, run_cli, start_cli_server, wait_serving
 from tests.support.protofuzz import messages
-from tests.support.requests import charge, error_reason, field_violations, refund, sepa_payout, status_of
+from tests.support.requests import charge, error_reason, field_violations, refund, rpc_error, sepa_payout, status_of
 
 ADMIN_DOMAIN = "payments.admin.v1.AdminService"
 RR = admin_pb.OPERATION_STATUS_REQUIRES_RECONCILIATION
@@ -55,14 +55,6 @@ def sql(database_url: str, query: str, *args: object) -> list[Any]:
 
 def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> bool:
     return wait_for(check, timeout, interval=0.1)
-
-
-def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
-    try:
-        call()
-    except grpc.RpcError as error:
-        return error
-    raise AssertionError("the call succeeded")
 
 
 def error_domain(error: grpc.RpcError) -> str:

@@ -27,7 +27,7 @@ from server.config import Settings
 from server.logs import JsonFormatter
 from tests.support.postgres import PostgresForTests
 from tests.support.processes import REPO, free_port
-from tests.support.requests import charge, error_reason, sepa_payout
+from tests.support.requests import charge, error_reason, rpc_error, sepa_payout
 from tests.support.secure import Pki, SecureServer, bearer, client_credentials, make_pki
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -69,14 +69,6 @@ def as_client(pki: Pki, client_id: str) -> grpc.ChannelCredentials:
 
 def key() -> str:
     return f"k-{uuid.uuid4().hex}"
-
-
-def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
-    try:
-        call()
-    except grpc.RpcError as error:
-        return error
-    raise AssertionError("the call succeeded")
 
 
 def call_error(stub: PaymentStub, rpc: str, request: object, **kwargs: object) -> grpc.RpcError:

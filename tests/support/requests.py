@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -75,3 +77,12 @@ def field_violations(error: grpc.RpcError) -> list[str]:
 
 def has_retry_info(error: grpc.RpcError) -> bool:
     return any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status_of(error).details)
+
+
+def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
+    """The error a call that must fail raised (the test fails if it succeeded)."""
+    try:
+        call()
+    except grpc.RpcError as error:
+        return error
+    raise AssertionError("the call succeeded")
