@@ -4,6 +4,11 @@ Only translation lives here: charge = PaymentIntent created and confirmed; refun
 PaymentIntent; payout to a seller = Transfer to the connected account. Every POST carries the order's
 derived idempotency key; our ids go into metadata (and the payout id into transfer_group) so an
 operation can always be found again. The SDK's own retries are off: adapters.retry owns retrying.
+
+Requests go through the SDK's raw-request entry point (`StripeClient.raw_request_async`): the SDK still
+authenticates, sets Stripe's headers and the idempotency key, and raises its typed errors, but the
+answer is read as the JSON it is. Building the SDK's StripeObject tree for each answer cost ~10 % of a
+served charge's CPU (docs/performance.md), for the four fields read here.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable
+import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -185,11 +191,6 @@ async def close_http_client(http_client: stripe.HTTPXClient | stripe.AIOHTTPClie
     await http_client.close_async()  # type: ignore[no-untyped-call]
 
 
-def _request_id(obj: Any) -> str | None:
-    response = getattr(obj, "last_response", None)
-    return getattr(response, "request_id", None) if response is not None else None
-
-
 def _metadata(**ids: str) -> dict[str, str]:
     """The service's own metadata keys, under the prefix callers may not use (server/domain/metadata.py)."""
     return {service_key(k): v for k, v in ids.items() if v}
@@ -259,8 +260,7 @@ class StripeAdapter:
         }
         if order.description:
             params["description"] = order.description
-        create = self._client.v1.payment_intents.create_async
-        return await self._post("charge", create, params, order.psp_key, self._intent_outcome)
+        return await self._post("charge", "/v1/payment_intents", params, order.psp_key, _intent_outcome)
 
     async def refund(self, order: RefundOrder, deadline: Deadline) -> PspOutcome:
         if not order.payment_psp_reference:
@@ -271,8 +271,7 @@ class StripeAdapter:
             "metadata": _metadata(refund_id=order.refund_id, payment_id=order.payment_id,
                                   idempotency_key=order.idempotency_key, reason=order.reason[:500]),
         }  # fmt: skip
-        return await self._post("refund", self._client.v1.refunds.create_async, params, order.psp_key,
-                                self._refund_outcome)  # fmt: skip
+        return await self._post("refund", "/v1/refunds", params, order.psp_key, _refund_outcome)
 
     async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome:
         destination = order.destination
@@ -288,78 +287,97 @@ class StripeAdapter:
         }  # fmt: skip
         if order.reference:
             params["description"] = order.reference
-        return await self._post(
-            "payout", self._client.v1.transfers.create_async, params, order.psp_key,
-            lambda transfer: PspOutcome(OutcomeKind.SUCCEEDED, transfer.id, data=self._data(transfer)),
-        )  # fmt: skip
+        return await self._post("payout", "/v1/transfers", params, order.psp_key, _transfer_outcome)
 
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
         """Finds the operation by its Stripe id, else by our metadata; UNKNOWN if Stripe never saw it."""
         async with self._errors("lookup") as guard:
             if isinstance(order, ChargeOrder):
                 if psp_reference:
-                    return self._intent_outcome(await self._client.v1.payment_intents.retrieve_async(psp_reference))
-                found = await self._client.v1.payment_intents.search_async(
-                    params={"query": f"metadata['{service_key('payment_id')}']:'{order.payment_id}'"}
-                )
-                return self._intent_outcome(found.data[0]) if found.data else PspOutcome(OutcomeKind.UNKNOWN)
+                    return _intent_outcome(await self._get(f"/v1/payment_intents/{_path_id(psp_reference)}"))
+                query = f"metadata['{service_key('payment_id')}']:'{order.payment_id}'"
+                found = await self._get("/v1/payment_intents/search", query=query)
+                if not found.body["data"]:
+                    return PspOutcome(OutcomeKind.UNKNOWN)
+                return _intent_outcome(_Answer(found.body["data"][0], found.request_id))
             if isinstance(order, RefundOrder):
                 if psp_reference:
-                    return self._refund_outcome(await self._client.v1.refunds.retrieve_async(psp_reference))
-                listed = await self._client.v1.refunds.list_async(
-                    params={"payment_intent": order.payment_psp_reference, "limit": 100}
-                )
-                for refund in listed.data:
-                    metadata: Any = refund.metadata or {}
-                    if metadata.get(service_key("refund_id")) == order.refund_id:
-                        return self._refund_outcome(refund)
+                    return _refund_outcome(await self._get(f"/v1/refunds/{_path_id(psp_reference)}"))
+                listed = await self._get("/v1/refunds", payment_intent=order.payment_psp_reference, limit=100)
+                for refund in listed.body["data"]:
+                    if (refund.get("metadata") or {}).get(service_key("refund_id")) == order.refund_id:
+                        return _refund_outcome(_Answer(refund, listed.request_id))
                 return PspOutcome(OutcomeKind.UNKNOWN)
             if psp_reference:
-                transfer = await self._client.v1.transfers.retrieve_async(psp_reference)
-                return PspOutcome(OutcomeKind.SUCCEEDED, transfer.id, data=self._data(transfer))
-            transfers = await self._client.v1.transfers.list_async(params={"transfer_group": order.payout_id})
-            if transfers.data:
-                return PspOutcome(OutcomeKind.SUCCEEDED, transfers.data[0].id, data=self._data(transfers.data[0]))
+                return _transfer_outcome(await self._get(f"/v1/transfers/{_path_id(psp_reference)}"))
+            transfers = await self._get("/v1/transfers", transfer_group=order.payout_id)
+            if transfers.body["data"]:
+                return _transfer_outcome(_Answer(transfers.body["data"][0], transfers.request_id))
             return PspOutcome(OutcomeKind.UNKNOWN)
         return guard.outcome
 
     async def _post(
-        self, operation: str, create: Callable[..., Awaitable[Any]], params: dict[str, Any], psp_key: str,
-        outcome: Callable[[Any], PspOutcome],
-    ) -> PspOutcome:  # fmt: skip
+        self, operation: str, path: str, params: dict[str, Any], psp_key: str, outcome: Callable[[_Answer], PspOutcome]
+    ) -> PspOutcome:
         """One POST with the order's PSP idempotency key; declines become outcomes, other errors translate."""
         async with self._errors(operation) as guard:
-            return outcome(await create(params=params, options={"idempotency_key": psp_key}))
+            response = await self._client.raw_request_async("post", path, idempotency_key=psp_key, **params)
+            return outcome(_Answer(response.data, response.request_id))
         return guard.outcome
 
-    # -- translation --------------------------------------------------------------------------
-
-    def _data(self, obj: Any) -> dict[str, str]:
-        request_id = _request_id(obj)
-        return {"psp_request_id": request_id} if request_id else {}
-
-    def _intent_outcome(self, intent: Any) -> PspOutcome:
-        kind = _INTENT_OUTCOMES.get(intent.status, OutcomeKind.PENDING)
-        failure = None
-        if kind is OutcomeKind.FAILED:
-            error = getattr(intent, "last_payment_error", None)
-            failure = (
-                Failure(error.code or "card_declined", error.message or "", getattr(error, "decline_code", "") or "")
-                if error
-                else Failure("payment_canceled" if intent.status == "canceled" else "payment_failed")
-            )
-        return PspOutcome(kind, intent.id, failure, self._data(intent))
-
-    def _refund_outcome(self, refund: Any) -> PspOutcome:
-        kind = _REFUND_OUTCOMES.get(refund.status, OutcomeKind.PENDING)
-        failure = None
-        if kind is OutcomeKind.FAILED:
-            reason = getattr(refund, "failure_reason", None) or "refund_failed"
-            failure = Failure(reason, "the refund failed at Stripe", reason)
-        return PspOutcome(kind, refund.id, failure, self._data(refund))
+    async def _get(self, path: str, **params: Any) -> _Answer:
+        response = await self._client.raw_request_async("get", path, **params)
+        return _Answer(response.data, response.request_id)
 
     def _errors(self, operation: str) -> _StripeErrors:
         return _StripeErrors(self._name, operation)
+
+
+class _Answer:
+    """A Stripe object as its JSON (a dict) and the request id of the answer that carried it."""
+
+    __slots__ = ("body", "request_id")
+
+    def __init__(self, body: dict[str, Any], request_id: str | None) -> None:
+        self.body = body
+        self.request_id = request_id
+
+    @property
+    def data(self) -> dict[str, str]:
+        return {"psp_request_id": self.request_id} if self.request_id else {}
+
+
+def _path_id(stripe_id: str) -> str:
+    return urllib.parse.quote(stripe_id, safe="")
+
+
+def _intent_outcome(answer: _Answer) -> PspOutcome:
+    intent = answer.body
+    status = intent.get("status")
+    kind = _INTENT_OUTCOMES.get(status or "", OutcomeKind.PENDING)
+    failure = None
+    if kind is OutcomeKind.FAILED:
+        error = intent.get("last_payment_error")
+        failure = (
+            Failure(error.get("code") or "card_declined", error.get("message") or "", error.get("decline_code") or "")
+            if error
+            else Failure("payment_canceled" if status == "canceled" else "payment_failed")
+        )
+    return PspOutcome(kind, intent["id"], failure, answer.data)
+
+
+def _refund_outcome(answer: _Answer) -> PspOutcome:
+    refund = answer.body
+    kind = _REFUND_OUTCOMES.get(refund.get("status") or "", OutcomeKind.PENDING)
+    failure = None
+    if kind is OutcomeKind.FAILED:
+        reason = refund.get("failure_reason") or "refund_failed"
+        failure = Failure(reason, "the refund failed at Stripe", reason)
+    return PspOutcome(kind, refund["id"], failure, answer.data)
+
+
+def _transfer_outcome(answer: _Answer) -> PspOutcome:
+    return PspOutcome(OutcomeKind.SUCCEEDED, answer.body["id"], data=answer.data)
 
 
 class _StripeErrors:
