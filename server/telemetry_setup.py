@@ -95,10 +95,11 @@ def _instrument_clients(provider: TracerProvider) -> None:
     if _instrumented:
         return
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    AsyncPGInstrumentor(capture_parameters=False).instrument(tracer_provider=provider)
+    from server.sql_spans import SampledAsyncPGInstrumentor
+
+    SampledAsyncPGInstrumentor(capture_parameters=False).instrument(tracer_provider=provider)
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)  # the bank gateway's client
     AioHttpClientInstrumentor().instrument(tracer_provider=provider)  # Stripe's (adapters/stripe_psp.py)
     _instrumented = True

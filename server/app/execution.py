@@ -82,19 +82,24 @@ async def begin_with_wait(
     policy: ExecutionPolicy,
     operation: Operation,
 ) -> Started[R] | Done | Pruned:
-    """Phase 1, waiting a little for an in-flight duplicate so it can be answered with the replay."""
-    with telemetry.span("idempotency.claim", {"idempotency.operation": str(operation)}) as claim:
-        try:
-            begun = await _claim(begin, deadline, policy)
-        except (IdempotencyKeyInUse, IdempotencyKeyReused) as exc:
-            claim.set_attribute("idempotency.outcome", exc.reason)
-            telemetry.idempotency_conflicts.add(1, {"reason": exc.reason, "operation": str(operation)})
-            raise
-        replayed = isinstance(begun, (Done, Pruned)) and (not isinstance(begun, Done) or begun.replayed)
-        outcome = "replayed" if replayed else "resumed" if isinstance(begun, Started) and begun.resumed else "claimed"
-        claim.set_attribute("idempotency.outcome", outcome)
-        claim.set_attribute("idempotency.replayed", replayed)
-    telemetry.annotate(**{"idempotency.replayed": replayed})
+    """Phase 1, waiting a little for an in-flight duplicate so it can be answered with the replay.
+
+    The claim is one SQL statement, and its SQL span says so; what it decided goes on the RPC's server
+    span (`idempotency.*`), not on a span of its own. Only a wait for a duplicate gets one
+    (`idempotency.wait`): that is where a slow claim's time goes.
+    """
+    try:
+        begun = await _claim(begin, deadline, policy)
+    except (IdempotencyKeyInUse, IdempotencyKeyReused) as exc:
+        telemetry.annotate(**{"idempotency.operation": str(operation), "idempotency.outcome": exc.reason})
+        telemetry.idempotency_conflicts.add(1, {"reason": exc.reason, "operation": str(operation)})
+        raise
+    replayed = isinstance(begun, (Done, Pruned)) and (not isinstance(begun, Done) or begun.replayed)
+    outcome = "replayed" if replayed else "resumed" if isinstance(begun, Started) and begun.resumed else "claimed"
+    labels: dict[str, str | bool | int] = {
+        "idempotency.operation": str(operation), "idempotency.outcome": outcome, "idempotency.replayed": replayed,
+    }  # fmt: skip
+    telemetry.annotate(**labels)
     if replayed:
         telemetry.idempotency_replays.add(1, {"operation": str(operation)})
     return begun
@@ -103,18 +108,23 @@ async def begin_with_wait(
 async def _claim(
     begin: Callable[[], Awaitable[Begun[R]]], deadline: Deadline, policy: ExecutionPolicy
 ) -> Started[R] | Done | Pruned:
-    waited = 0.0
-    pause = 0.02
-    budget = deadline.clamp(policy.in_flight_wait_seconds)
-    while True:
-        begun = await begin()
-        if not isinstance(begun, InFlight):
-            return begun
-        if waited + pause > budget:
-            raise IdempotencyKeyInUse(begun.retry_after_seconds)
-        await asyncio.sleep(pause)
-        waited += pause
-        pause = min(pause * 2, 0.2)
+    begun = await begin()
+    if not isinstance(begun, InFlight):
+        return begun
+    with telemetry.span("idempotency.wait") as wait:
+        waited = 0.0
+        pause = 0.02
+        budget = deadline.clamp(policy.in_flight_wait_seconds)
+        while isinstance(begun, InFlight):
+            if waited + pause > budget:
+                wait.set_attribute("idempotency.waited_ms", round(waited * 1000))
+                raise IdempotencyKeyInUse(begun.retry_after_seconds)
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 0.2)
+            begun = await begin()
+        wait.set_attribute("idempotency.waited_ms", round(waited * 1000))
+        return begun
 
 
 async def drive(
@@ -205,15 +215,13 @@ async def _stop_unfinished(
 async def _record_outcome(
     store: OperationStore, started: Started[R], transition: Transition | None, reply: StoredReply
 ) -> StoredReply:
-    with telemetry.span("idempotency.complete", {"idempotency.recovery_point": "finished"}):
-        return await store.record_outcome(started.lease, transition, reply)
+    return await store.record_outcome(started.lease, transition, reply)
 
 
 async def _release(
     store: OperationStore, started: Started[R], transition: Transition | None, recover_in: float
 ) -> None:
-    with telemetry.span("idempotency.complete", {"idempotency.recovery_point": "started"}):
-        await store.release(started.lease, transition, recover_in)
+    await store.release(started.lease, transition, recover_in)
 
 
 def key_claim(
