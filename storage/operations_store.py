@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import asyncpg
+
 from server.app.store import (
     Begun,
     Done,
@@ -98,6 +100,35 @@ _TAKE_OVER = f"""
       AND lock_token IS NOT DISTINCT FROM $5 AND (locked_until IS NULL OR locked_until <= now())
     RETURNING executions, EXTRACT(EPOCH FROM now() - created_at)::float8 AS key_age
 """
+
+# A refund's claim in one statement: the key, the reservation on the payment and the refund, all or none.
+# The amount was decided (server.domain.refunds) on the payment as read by _REFUND_SNAPSHOT; the
+# reservation holds only if that row is unchanged, else payments_abort rolls the whole statement back
+# (SQLSTATE PA001) and begin_refund decides again under the row lock. A key that exists is not touched.
+_REFUND_SNAPSHOT = """
+    SELECT status, currency, amount_captured, amount_refunded, amount_reserved, psp, psp_reference
+    FROM payments WHERE id = $1 AND client_id = $2
+"""
+_CLAIM_REFUND = f"""
+    WITH claimed AS ({_KEY_INSERT}),
+    reserved AS (
+        UPDATE payments SET amount_reserved = amount_reserved + $13
+        WHERE id = $9 AND client_id = $1 AND EXISTS (SELECT 1 FROM claimed) AND status = 'SUCCEEDED'
+          AND amount_captured = $10 AND amount_refunded = $11 AND amount_reserved = $12
+        RETURNING currency, psp, psp_reference
+    ),
+    created AS (
+        INSERT INTO refunds (id, client_id, idempotency_key, payment_id, status, currency, amount_minor,
+                             reason, psp, created_at, updated_at, last_actor, last_reason, payment_psp_reference)
+        SELECT $5, $1, $2, $9, 'PENDING', currency, $13, $14, psp, $15, $15, $16, 'created', psp_reference
+        FROM reserved
+        RETURNING 1
+    )
+    SELECT CASE WHEN (SELECT count(*) FROM claimed) = (SELECT count(*) FROM created)
+                THEN (SELECT count(*) FROM claimed)::int
+                ELSE payments_abort('the payment changed since the refund was decided') END
+"""
+_STALE_SNAPSHOT = "PA001"  # payments_abort (migrations/0006_statement_abort.sql)
 
 _STORE_ERROR = f"""
     UPDATE idempotency_keys
@@ -274,18 +305,54 @@ class PostgresOperationStore:
         """
         token = uuid.uuid4()
         async with self._db.connection() as conn:
+            claimed = await self._claim_refund_as_read(conn, claim, refund, requested, token)
+            if claimed is not None:
+                return claimed
             async with conn.transaction():
-                claimed = await conn.fetchval(_KEY_INSERT, *self._key_args(claim, refund.id, token))
-                if claimed is not None:
+                claimed_key = await conn.fetchval(_KEY_INSERT, *self._key_args(claim, refund.id, token))
+                if claimed_key is not None:
                     return await self._reserve_and_insert(conn, claim, refund, requested, encode_error, token)
             return await self._inspect(conn, claim, fetch_refund)
+
+    async def _claim_refund_as_read(
+        self, conn: Any, claim: KeyClaim, refund: Refund, requested: Money | None, token: uuid.UUID
+    ) -> Begun[Refund] | None:
+        """The common case in two statements: read the payment, decide, claim all at once if it is unchanged.
+
+        None when the rules refuse on what was read, or the payment changed meanwhile: the caller then
+        decides under the row lock, where a refusal is stored on the key.
+        """
+        seen = await conn.fetchrow(_REFUND_SNAPSHOT, refund.payment_id, claim.client_id)
+        if seen is None:
+            raise NotFound("payment not found")
+        try:
+            amount = decide_refund_amount(
+                status=PaymentStatus(seen["status"]), currency=seen["currency"], captured=seen["amount_captured"],
+                refunded=seen["amount_refunded"], reserved=seen["amount_reserved"], requested=requested,
+            )  # fmt: skip
+        except (RefundExceedsRemaining, PaymentNotRefundable):
+            return None
+        try:
+            claimed = await conn.fetchval(
+                _CLAIM_REFUND, *self._key_args(claim, refund.id, token), refund.payment_id,
+                seen["amount_captured"], seen["amount_refunded"], seen["amount_reserved"], amount, refund.reason,
+                refund.created_at, f"client:{claim.client_id}",
+            )  # fmt: skip
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate != _STALE_SNAPSHOT:
+                raise
+            return None
+        if not claimed:
+            return await self._inspect(conn, claim, fetch_refund)
+        created = _reserved(refund, Money(amount, seen["currency"]), seen["psp"], seen["psp_reference"])
+        return Started(created, Lease(claim.client_id, claim.key, token), resumed=False)
 
     async def _reserve_and_insert(
         self, conn: Any, claim: KeyClaim, refund: Refund, requested: Money | None,
         encode_error: ErrorEncoder, token: uuid.UUID,
     ) -> Begun[Refund]:  # fmt: skip
         payment = await conn.fetchrow(
-            "SELECT status, currency, amount_captured, amount_refunded, amount_reserved, psp"
+            "SELECT status, currency, amount_captured, amount_refunded, amount_reserved, psp, psp_reference"
             " FROM payments WHERE id = $1 AND client_id = $2 FOR UPDATE",
             refund.payment_id, claim.client_id,
         )  # fmt: skip
@@ -309,17 +376,14 @@ class PostgresOperationStore:
         )  # fmt: skip
         if reserved is None:  # cannot happen under the row lock; the CHECK constraint backs it up
             raise RuntimeError("refund reservation lost its row lock")
-        created = Refund(
-            id=refund.id, client_id=refund.client_id, payment_id=refund.payment_id, status=refund.status,
-            amount=Money(amount, payment["currency"]), reason=refund.reason, psp=payment["psp"],
-            psp_reference=None, failure=None, created_at=refund.created_at, updated_at=refund.updated_at,
-        )  # fmt: skip
+        created = _reserved(refund, Money(amount, payment["currency"]), payment["psp"], payment["psp_reference"])
         await conn.execute(
             "INSERT INTO refunds (id, client_id, idempotency_key, payment_id, status, currency, amount_minor,"
-            " reason, psp, created_at, updated_at, last_actor, last_reason)"
-            " VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $9, $10, 'created')",
+            " reason, psp, created_at, updated_at, last_actor, last_reason, payment_psp_reference)"
+            " VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $9, $10, 'created', $11)",
             created.id, claim.client_id, claim.key, created.payment_id, created.amount.currency,
             amount, created.reason, created.psp, created.created_at, f"client:{claim.client_id}",
+            created.payment_psp_reference,
         )  # fmt: skip
         return Started(created, Lease(claim.client_id, claim.key, token), resumed=False)
 
@@ -381,3 +445,12 @@ class PostgresOperationStore:
             if transition is not None:
                 await apply_transition(conn, transition)
             await conn.execute(_RELEASE_KEY, lease.client_id, lease.key, lease.token, recover_in_seconds)
+
+
+def _reserved(refund: Refund, amount: Money, psp: str, charge: str | None) -> Refund:
+    """The refund as claimed: the amount reserved on the payment, at the payment's PSP, on its charge."""
+    return Refund(
+        id=refund.id, client_id=refund.client_id, payment_id=refund.payment_id, status=refund.status,
+        amount=amount, reason=refund.reason, psp=psp, psp_reference=None, failure=None,
+        created_at=refund.created_at, updated_at=refund.updated_at, payment_psp_reference=charge,
+    )  # fmt: skip

@@ -23,7 +23,7 @@ PAYMENT_COLUMNS = (
 )
 REFUND_COLUMNS = (
     "id, client_id, payment_id, status, currency, amount_minor, reason, psp, psp_reference, failure_code,"
-    " failure_message, failure_decline_code, created_at, updated_at"
+    " failure_message, failure_decline_code, created_at, updated_at, payment_psp_reference"
 )
 PAYOUT_COLUMNS = (
     "id, client_id, status, currency, amount_minor, destination, instant, reference, psp, psp_reference,"
@@ -61,6 +61,7 @@ def refund_of(row: Any) -> Refund:
         status=RefundStatus(row["status"]), amount=Money(row["amount_minor"], row["currency"]),
         reason=row["reason"], psp=row["psp"], psp_reference=row["psp_reference"],
         failure=failure_of(row), created_at=row["created_at"], updated_at=row["updated_at"],
+        payment_psp_reference=row["payment_psp_reference"],
     )  # fmt: skip
 
 

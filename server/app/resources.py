@@ -55,8 +55,11 @@ async def _payment_calls(
 async def _refund_calls(
     refund: Refund, key: str, psp: PaymentProvider, reader: ResourceReader
 ) -> tuple[PspCall, PspCall]:
-    payment = await reader.get_payment(refund.client_id, refund.payment_id)  # the refund names its charge
-    order, reference = refund_order(refund, payment.psp_reference if payment else None, key), refund.psp_reference
+    charge = refund.payment_psp_reference
+    if charge is None:  # a refund claimed before the charge's reference was recorded on it
+        payment = await reader.get_payment(refund.client_id, refund.payment_id)
+        charge = payment.psp_reference if payment else None
+    order, reference = refund_order(refund, charge, key), refund.psp_reference
     return (lambda d: psp.refund(order, d)), (lambda d: psp.lookup(order, reference, d))
 
 

@@ -53,6 +53,8 @@ class Refund:
     failure: Failure | None
     created_at: datetime
     updated_at: datetime
+    # The PSP's id of the charge this refunds, recorded at the claim (None on refunds from before that).
+    payment_psp_reference: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,12 @@ import asyncpg
 import pytest
 
 from server.app.store import Done, InFlight, KeyClaim, Pruned, Started, StoredReply
-from server.domain.errors import IdempotencyKeyReused
+from server.domain.errors import IdempotencyKeyReused, ServiceError
 from server.domain.idempotency import Operation
-from server.domain.model import Payment, Payout, StripeAccountDestination
+from server.domain.model import Payment, Payout, Refund, StripeAccountDestination
 from server.domain.money import Money
-from server.domain.states import PaymentStatus, PayoutStatus, ResourceType
+from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus, ResourceType
+from storage import operations_store
 from storage.database import Database, create_pool
 from storage.migrator import migrate_dsn
 from storage.operations_store import PostgresOperationStore
@@ -234,5 +235,84 @@ async def test_a_backlog_of_payment_polls_does_not_starve_payout_polls(database_
         claimed = [await worker_store.claim_due_polls(limit=2, lease_seconds=60) for _ in range(2)]
         assert [len(c) for c in claimed] == [2, 2]
         assert payout.id in {t.resource.id for t in claimed[1]}, "the payout waited behind the payments' backlog"
+    finally:
+        await db.close()
+
+
+def refund_draft(payment: Payment) -> Refund:
+    return Refund(uuid.uuid4(), "c", payment.id, RefundStatus.PENDING, Money(0, "EUR"), "", "", None, None, AT, AT)
+
+
+def refund_claim(key: str) -> KeyClaim:
+    return KeyClaim("c", key, Operation.REFUND, b"fp-" + key.encode(), 5.0, None)
+
+
+def unexpected_refusal(error: ServiceError) -> StoredReply:
+    raise AssertionError(f"the refund should have been accepted: {error}")
+
+
+async def test_a_refund_claimed_on_a_stale_read_writes_nothing_then_is_decided_under_the_lock(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-statement claim reserves only on the payment row as it was read; if it changed, the
+    statement aborts whole (no key, no refund, no reservation) and the locked path decides afresh."""
+    db = Database(await create_pool(database_url))
+    try:
+        store = PostgresOperationStore(db)
+        payment = draft()
+        await store.begin_charge(claim(key=f"pay-{payment.id}"), payment)
+        async with db.connection() as conn:
+            await conn.execute(
+                "UPDATE payments SET status='SUCCEEDED', amount_captured=1000, amount_reserved=300 WHERE id=$1",
+                payment.id,
+            )
+        # What another refund's reservation looks like to a reader who read just before it.
+        stale = operations_store._REFUND_SNAPSHOT.replace(
+            "amount_reserved,", "amount_reserved - 300 AS amount_reserved,"
+        )
+        monkeypatch.setattr(operations_store, "_REFUND_SNAPSHOT", stale)
+        refund = refund_draft(payment)
+        async with db.connection() as conn:
+            as_read = await store._claim_refund_as_read(conn, refund_claim("stale"), refund, None, uuid.uuid4())
+            assert as_read is None, "the stale read must not claim"
+            assert await conn.fetchval("SELECT count(*) FROM idempotency_keys WHERE idempotency_key='stale'") == 0
+            assert await conn.fetchval("SELECT count(*) FROM refunds WHERE payment_id=$1", payment.id) == 0
+            assert await conn.fetchval("SELECT amount_reserved FROM payments WHERE id=$1", payment.id) == 300
+
+        begun = await store.begin_refund(refund_claim("stale"), refund, None, unexpected_refusal)
+        assert isinstance(begun, Started)
+        assert begun.resource.amount == Money(700, "EUR"), "what is left, decided under the lock"
+        async with db.connection() as conn:
+            assert await conn.fetchval("SELECT amount_reserved FROM payments WHERE id=$1", payment.id) == 1000
+    finally:
+        await db.close()
+
+
+async def test_a_refund_claim_is_one_statement_when_the_read_holds(database_url: str) -> None:
+    db = Database(await create_pool(database_url))
+    try:
+        store = PostgresOperationStore(db)
+        payment = draft()
+        await store.begin_charge(claim(key=f"pay-{payment.id}"), payment)
+        async with db.connection() as conn:
+            await conn.execute("UPDATE payments SET status='SUCCEEDED', amount_captured=1000 WHERE id=$1", payment.id)
+        refund = refund_draft(payment)
+        async with db.connection() as conn:
+            begun = await store._claim_refund_as_read(conn, refund_claim("fresh"), refund, Money(250, "EUR"),
+                                                      uuid.uuid4())  # fmt: skip
+            assert isinstance(begun, Started)
+            assert begun.resource.amount == Money(250, "EUR")
+            row = await conn.fetchrow(
+                "SELECT r.amount_minor, p.amount_reserved, k.resource_id FROM refunds r"
+                " JOIN payments p ON p.id = r.payment_id"
+                " JOIN idempotency_keys k ON k.idempotency_key = 'fresh' AND k.client_id = 'c' WHERE r.id = $1",
+                refund.id,
+            )  # fmt: skip
+            assert (row["amount_minor"], row["amount_reserved"], row["resource_id"]) == (250, 250, refund.id)
+            # The same key again is not claimed twice: it is inspected (here: in flight under its lease).
+            again = await store._claim_refund_as_read(conn, refund_claim("fresh"), refund_draft(payment),
+                                                      Money(250, "EUR"), uuid.uuid4())  # fmt: skip
+            assert isinstance(again, InFlight)
+            assert await conn.fetchval("SELECT amount_reserved FROM payments WHERE id=$1", payment.id) == 250
     finally:
         await db.close()
