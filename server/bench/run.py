@@ -44,6 +44,9 @@ from storage.embedded import EmbeddedPostgres
 from storage.migrator import migrate_dsn
 
 FLOOR = "floor.grpc+2tx"
+# Head sampling as production would run it: the caller's decision is followed, new traces kept at 10 %.
+SAMPLED = "charge.inprocess+sampled-10%"
+SAMPLED_10 = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
 Call = Callable[[int], Awaitable[None]]
 SERVER_PIDS: dict[str, int] = {}  # target -> pid of the process (tree) serving it, for CPU accounting
 CHARGE_BODY = svc.ChargeRequest(
@@ -209,6 +212,15 @@ class Bench:
                 result = merged(rounds[(name, concurrency)])
                 self.results.append(result)
                 self._print(result)
+
+    def note_sampling(self) -> None:
+        """Charge with 10 % of traces sampled (and every metric exported) against the untraced service,
+        measured in the same interleaved rounds."""
+        by_name = {(r.name, r.concurrency): r for r in self.results}
+        self.notes["sampled_10pct_vs_untraced"] = {
+            f"c={c}": round(by_name[(SAMPLED, c)].throughput / by_name[("charge.inprocess", c)].throughput, 3)
+            for c in (1, 64)
+        }
 
     async def analyze(self) -> None:
         """Gives the planner statistics, as autovacuum does within a minute of a database's first writes.
@@ -414,9 +426,15 @@ async def run(plan: Plan, dsn: str, base: str) -> Bench:
     bench = Bench(plan, dsn)
     print("floors", flush=True)
     await bench.bare_floors()
-    print(f"floor and service, {plan.rounds} interleaved rounds", flush=True)
-    with service(dsn, PAYMENTS_PSP="inprocess") as target:
-        ids = await bench.interleaved_charges({"charge.inprocess": target}, floor=True)
+    print(f"floor and service (untraced, and with 10 % of traces sampled), {plan.rounds} interleaved rounds",
+          flush=True)  # fmt: skip
+    with (
+        otlp_sink() as collector,
+        service(dsn, PAYMENTS_PSP="inprocess") as target,
+        service(dsn, PAYMENTS_PSP="inprocess", OTEL_EXPORTER_OTLP_ENDPOINT=collector, **SAMPLED_10) as sampled,
+    ):
+        ids = await bench.interleaved_charges({"charge.inprocess": target, SAMPLED: sampled}, floor=True)
+        bench.note_sampling()
         await bench.refunds_and_reads(target, ids)
     # On its own: the span exporter keeps working after the load stops and would weigh on the next round.
     with (
