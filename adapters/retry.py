@@ -19,6 +19,8 @@ from typing import TypeVar
 from server.app import telemetry
 from server.app.deadline import Deadline
 from server.app.psp import (
+    CancelOrder,
+    CaptureOrder,
     ChargeOrder,
     Order,
     PaymentProvider,
@@ -107,6 +109,12 @@ class RetryingProvider:
 
     async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome:
         return await self._run("payout", lambda d: self._inner.payout(order, d), deadline)
+
+    async def capture(self, order: CaptureOrder, deadline: Deadline) -> PspOutcome:
+        return await self._run("capture", lambda d: self._inner.capture(order, d), deadline)
+
+    async def cancel(self, order: CancelOrder, deadline: Deadline) -> PspOutcome:
+        return await self._run("cancel", lambda d: self._inner.cancel(order, d), deadline)
 
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
         return await self._run("lookup", lambda d: self._inner.lookup(order, psp_reference, d), deadline)

@@ -18,6 +18,7 @@ import re
 import ssl
 import urllib.parse
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,8 @@ import stripe
 
 from server.app.deadline import Deadline
 from server.app.psp import (
+    CancelOrder,
+    CaptureOrder,
     ChargeOrder,
     Order,
     OutcomeKind,
@@ -132,10 +135,13 @@ _INTENT_OUTCOMES = {
     "processing": OutcomeKind.PENDING,
     "requires_action": OutcomeKind.REQUIRES_ACTION,
     "requires_confirmation": OutcomeKind.REQUIRES_ACTION,
-    "requires_capture": OutcomeKind.SUCCEEDED,
+    "requires_capture": OutcomeKind.AUTHORIZED,
     "requires_payment_method": OutcomeKind.FAILED,
-    "canceled": OutcomeKind.FAILED,
+    "canceled": OutcomeKind.CANCELED,
 }
+# Stripe holds an uncaptured card authorization for 7 days for most cards ("Place a hold on a payment
+# method"); the charge's payment_method_details.card.capture_before says exactly when, where given.
+STRIPE_AUTHORIZATION_SECONDS = 7 * 86400
 _REFUND_OUTCOMES = {
     "succeeded": OutcomeKind.SUCCEEDED,
     "pending": OutcomeKind.PENDING,
@@ -260,7 +266,29 @@ class StripeAdapter:
         }
         if order.description:
             params["description"] = order.description
+        if order.capture_manually:
+            params["capture_method"] = "manual"
+        if order.return_url:
+            # The customer may be redirected (3-D Secure): Stripe then needs the way back.
+            params["automatic_payment_methods"] = {"enabled": True}
+            params["return_url"] = order.return_url
         return await self._post("charge", "/v1/payment_intents", params, order.psp_key, _intent_outcome)
+
+    async def capture(self, order: CaptureOrder, deadline: Deadline) -> PspOutcome:
+        if not order.payment_psp_reference:
+            raise PspRejectedError("the payment has no Stripe PaymentIntent", code="missing_psp_reference")
+        params: dict[str, Any] = {"amount_to_capture": to_stripe_amount(order.amount)}
+        if not order.final:
+            params["final_capture"] = False  # Stripe's multicapture: keep the rest capturable
+        path = f"/v1/payment_intents/{_path_id(order.payment_psp_reference)}/capture"
+        return await self._post("capture", path, params, order.psp_key, _intent_outcome)
+
+    async def cancel(self, order: CancelOrder, deadline: Deadline) -> PspOutcome:
+        if not order.payment_psp_reference:
+            raise PspRejectedError("the payment has no Stripe PaymentIntent", code="missing_psp_reference")
+        params: dict[str, Any] = {"cancellation_reason": order.reason} if order.reason else {}
+        path = f"/v1/payment_intents/{_path_id(order.payment_psp_reference)}/cancel"
+        return await self._post("cancel", path, params, order.psp_key, _intent_outcome)
 
     async def refund(self, order: RefundOrder, deadline: Deadline) -> PspOutcome:
         if not order.payment_psp_reference:
@@ -292,6 +320,8 @@ class StripeAdapter:
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
         """Finds the operation by its Stripe id, else by our metadata; UNKNOWN if Stripe never saw it."""
         async with self._errors("lookup") as guard:
+            if isinstance(order, (CaptureOrder, CancelOrder)):  # what the PaymentIntent now holds
+                return _intent_outcome(await self._get(f"/v1/payment_intents/{_path_id(order.payment_psp_reference)}"))
             if isinstance(order, ChargeOrder):
                 if psp_reference:
                     return _intent_outcome(await self._get(f"/v1/payment_intents/{_path_id(psp_reference)}"))
@@ -361,9 +391,35 @@ def _intent_outcome(answer: _Answer) -> PspOutcome:
         failure = (
             Failure(error.get("code") or "card_declined", error.get("message") or "", error.get("decline_code") or "")
             if error
-            else Failure("payment_canceled" if status == "canceled" else "payment_failed")
+            else Failure("payment_failed")
         )
-    return PspOutcome(kind, intent["id"], failure, answer.data)
+    currency = str(intent.get("currency") or "").upper()
+    capturable = _amount_of(intent.get("amount_capturable"), currency)
+    received = _amount_of(intent.get("amount_received"), currency)
+    until = _capture_before(intent) if kind is OutcomeKind.AUTHORIZED else None
+    return PspOutcome(kind, intent["id"], failure, answer.data, amount_capturable=capturable, amount_received=received,
+                      capturable_until=until)  # fmt: skip
+
+
+def _amount_of(stripe_amount: Any, currency: str) -> int | None:
+    if not isinstance(stripe_amount, int) or not currency:
+        return None
+    try:
+        return _from_stripe_amount(stripe_amount, currency)
+    except ValueError:  # a currency ISO 4217 does not know: nothing to record
+        return None
+
+
+def _capture_before(intent: dict[str, Any]) -> datetime | None:
+    """When Stripe releases the authorization: the charge's capture_before where the answer carries the
+    charge, else Stripe's default hold from the intent's creation."""
+    charge = intent.get("latest_charge")
+    if isinstance(charge, dict):
+        card = ((charge.get("payment_method_details") or {}).get("card")) or {}
+        if isinstance(card.get("capture_before"), int):
+            return datetime.fromtimestamp(card["capture_before"], UTC)
+    created = intent.get("created")
+    return datetime.fromtimestamp(created + STRIPE_AUTHORIZATION_SECONDS, UTC) if isinstance(created, int) else None
 
 
 def _refund_outcome(answer: _Answer) -> PspOutcome:

@@ -9,6 +9,7 @@ the lease lets exactly one retry take over a key whose execution stopped at a re
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -29,21 +30,24 @@ from server.app.store import (
     StoredReply,
     Transition,
 )
+from server.domain.captures import decide_cancel, decide_capture
 from server.domain.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     NotFound,
+    PaymentNotCancelable,
+    PaymentNotCapturable,
     PaymentNotRefundable,
     RefundExceedsRemaining,
 )
-from server.domain.idempotency import Busy, KeyRecord, Rebuild, RecoveryPoint, Replay, Reused, classify
-from server.domain.model import Payment, Payout, Refund
+from server.domain.idempotency import Busy, KeyRecord, Operation, Rebuild, RecoveryPoint, Replay, Reused, classify
+from server.domain.model import Payment, PaymentAction, Payout, Refund
 from server.domain.money import Money
 from server.domain.refunds import decide_refund_amount
 from server.domain.states import PaymentStatus, ResourceType, awaits_psp
 from storage.database import Database
 from storage.reader import fetch_payment, fetch_payout, fetch_refund
-from storage.rows import destination_json, failure_columns
+from storage.rows import PAYMENT_COLUMNS, destination_json, failure_columns, payment_of
 
 R = TypeVar("R", Payment, Refund, Payout)
 
@@ -63,8 +67,8 @@ _CLAIM_CHARGE = f"""
     WITH claimed AS ({_KEY_INSERT})
     INSERT INTO payments (id, client_id, idempotency_key, status, currency, amount_minor, payment_method,
                           customer_id, description, metadata, psp, created_at, updated_at,
-                          last_actor, last_reason)
-    SELECT resource_id, $1, $2, 'PENDING', $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, 'created'
+                          last_actor, last_reason, capture_method, return_url)
+    SELECT resource_id, $1, $2, 'PENDING', $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, 'created', $18, $19
     FROM claimed
     RETURNING id
 """
@@ -128,7 +132,14 @@ _CLAIM_REFUND = f"""
                 THEN (SELECT count(*) FROM claimed)::int
                 ELSE payments_abort('the payment changed since the refund was decided') END
 """
-_STALE_SNAPSHOT = "PA001"  # payments_abort (migrations/0006_statement_abort.sql)
+_STALE_SNAPSHOT = "PA001"
+
+_LOCK_PAYMENT = f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND client_id = $2 FOR UPDATE"
+_SET_ACTION = """
+    UPDATE payments SET action_operation = $3, action_key = $4, action_amount = $5, action_final = $6,
+                        action_reason = $7
+    WHERE id = $1 AND client_id = $2
+"""  # payments_abort (migrations/0006_statement_abort.sql)
 
 _STORE_ERROR = f"""
     UPDATE idempotency_keys
@@ -155,7 +166,19 @@ _TABLES = {ResourceType.PAYMENT: "payments", ResourceType.REFUND: "refunds", Res
 
 # Per-type extra assignment, fed by parameter $13 of the transition statement (refunds have none).
 _EXTRA_SET = {
-    ResourceType.PAYMENT: ", amount_captured = COALESCE($13::bigint, amount_captured)",
+    # $13: the payment's facts from the PSP as JSON (Transition.payment_facts); a finished capture or cancel
+    # clears the action whose key it names.
+    ResourceType.PAYMENT: """,
+        amount_captured = COALESCE(($13::jsonb->>'captured')::bigint, amount_captured),
+        amount_capturable = COALESCE(($13::jsonb->>'capturable')::bigint, amount_capturable),
+        capturable_until = CASE WHEN $13::jsonb ? 'capturable_until'
+                                THEN ($13::jsonb->>'capturable_until')::timestamptz ELSE capturable_until END,
+        cancellation_reason = COALESCE($13::jsonb->>'cancellation_reason', cancellation_reason),
+        action_operation = CASE WHEN action_key = $13::jsonb->>'action_done' THEN NULL ELSE action_operation END,
+        action_amount = CASE WHEN action_key = $13::jsonb->>'action_done' THEN NULL ELSE action_amount END,
+        action_final = CASE WHEN action_key = $13::jsonb->>'action_done' THEN NULL ELSE action_final END,
+        action_reason = CASE WHEN action_key = $13::jsonb->>'action_done' THEN NULL ELSE action_reason END,
+        action_key = CASE WHEN action_key = $13::jsonb->>'action_done' THEN NULL ELSE action_key END""",
     ResourceType.REFUND: "",
     ResourceType.PAYOUT: ", psp_data = psp_data || COALESCE($13::jsonb, '{}'::jsonb)",
 }
@@ -243,7 +266,7 @@ def _transition_args(t: Transition) -> list[object]:
         t.at + FIRST_POLL_DELAY if awaits_psp(t.resource, t.to_status) else None,
     ]  # fmt: skip
     if t.resource is ResourceType.PAYMENT:
-        args.append(t.captured_minor)
+        args.append(t.payment_facts())
     elif t.resource is ResourceType.PAYOUT:
         args.append(t.psp_data or None)
     return args
@@ -276,7 +299,7 @@ class PostgresOperationStore:
                 _CLAIM_CHARGE, *self._key_args(claim, payment.id, token),
                 payment.amount.currency, payment.amount.amount_minor, payment.payment_method,
                 payment.customer_id, payment.description, payment.metadata, payment.psp,
-                payment.created_at, f"client:{claim.client_id}",
+                payment.created_at, f"client:{claim.client_id}", str(payment.capture_method), payment.return_url,
             )  # fmt: skip
             if created is not None:
                 return Started(payment, Lease(claim.client_id, claim.key, token), resumed=False)
@@ -347,6 +370,61 @@ class PostgresOperationStore:
         created = _reserved(refund, Money(amount, seen["currency"]), seen["psp"], seen["psp_reference"])
         return Started(created, Lease(claim.client_id, claim.key, token), resumed=False)
 
+    async def begin_capture(
+        self, claim: KeyClaim, payment_id: uuid.UUID, requested: Money | None, final: bool,
+        encode_error: ErrorEncoder,
+    ) -> Begun[Payment]:  # fmt: skip
+        def admit(payment: Payment) -> PaymentAction:
+            amount = decide_capture(
+                status=payment.status, currency=payment.amount.currency, capturable=payment.amount_capturable,
+                action_under_way=payment.action is not None, requested=requested,
+            )  # fmt: skip
+            return PaymentAction(str(Operation.CAPTURE), claim.key, amount_minor=amount, final=final)
+
+        return await self._begin_action(claim, payment_id, encode_error, admit)
+
+    async def begin_cancel(
+        self, claim: KeyClaim, payment_id: uuid.UUID, reason: str, encode_error: ErrorEncoder
+    ) -> Begun[Payment]:
+        def admit(payment: Payment) -> PaymentAction:
+            decide_cancel(status=payment.status, action_under_way=payment.action is not None)
+            return PaymentAction(str(Operation.CANCEL), claim.key, reason=reason)
+
+        return await self._begin_action(claim, payment_id, encode_error, admit)
+
+    async def _begin_action(
+        self, claim: KeyClaim, payment_id: uuid.UUID, encode_error: ErrorEncoder,
+        admit: Callable[[Payment], PaymentAction],
+    ) -> Begun[Payment]:  # fmt: skip
+        """Claims the key and records the action on the payment under its row lock, atomically.
+
+        Two actions on one payment serialize on the lock; the second finds the first's action (or the
+        state it left) and is refused, with the refusal stored on its key so it replays.
+        """
+        token = uuid.uuid4()
+        async with self._db.connection() as conn:
+            async with conn.transaction():
+                claimed = await conn.fetchval(_KEY_INSERT, *self._key_args(claim, payment_id, token))
+                if claimed is not None:
+                    row = await conn.fetchrow(_LOCK_PAYMENT, payment_id, claim.client_id)
+                    if row is None:
+                        raise NotFound("payment not found")  # rolls the claim back: nothing is stored
+                    payment = payment_of(row)
+                    try:
+                        action = admit(payment)
+                    except (PaymentNotCapturable, PaymentNotCancelable) as exc:
+                        reply = encode_error(exc)
+                        await conn.execute(_STORE_ERROR, claim.client_id, claim.key, reply.code, reply.body)
+                        return Done(reply, replayed=False)
+                    await conn.execute(
+                        _SET_ACTION, payment_id, claim.client_id, action.operation, action.key, action.amount_minor,
+                        action.final, action.reason,
+                    )  # fmt: skip
+                    lease = Lease(claim.client_id, claim.key, token)
+                    started = dataclasses.replace(payment, action=action)
+                    return Started(started, lease, resumed=False, operation=claim.operation)
+            return await self._inspect(conn, claim, fetch_payment)
+
     async def _reserve_and_insert(
         self, conn: Any, claim: KeyClaim, refund: Refund, requested: Money | None,
         encode_error: ErrorEncoder, token: uuid.UUID,
@@ -414,7 +492,8 @@ class PostgresOperationStore:
         if resource is None:
             raise RuntimeError("idempotency key points at a missing resource")
         lease = Lease(claim.client_id, claim.key, token)
-        return Started(resource, lease, resumed=True, executions=won["executions"], key_age_seconds=won["key_age"])
+        return Started(resource, lease, resumed=True, executions=won["executions"], key_age_seconds=won["key_age"],
+                       operation=claim.operation)  # fmt: skip
 
     # -- phase 3 -------------------------------------------------------------------------------
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from server.domain.model import (
+    CaptureMethod,
     Failure,
     Payment,
+    PaymentAction,
     Payout,
     PayoutDestination,
     Refund,
@@ -19,7 +21,9 @@ from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus
 PAYMENT_COLUMNS = (
     "id, client_id, status, currency, amount_minor, amount_captured, amount_refunded, amount_reserved,"
     " payment_method, customer_id, description, metadata, psp, psp_reference, failure_code,"
-    " failure_message, failure_decline_code, created_at, updated_at"
+    " failure_message, failure_decline_code, created_at, updated_at, capture_method, amount_capturable,"
+    " capturable_until, return_url, cancellation_reason, action_operation, action_key, action_amount,"
+    " action_final, action_reason"
 )
 REFUND_COLUMNS = (
     "id, client_id, payment_id, status, currency, amount_minor, reason, psp, psp_reference, failure_code,"
@@ -52,6 +56,18 @@ def payment_of(row: Any) -> Payment:
         description=row["description"], metadata=dict(row["metadata"]), psp=row["psp"],
         psp_reference=row["psp_reference"], failure=failure_of(row),
         created_at=row["created_at"], updated_at=row["updated_at"],
+        capture_method=CaptureMethod(row["capture_method"]), amount_capturable=row["amount_capturable"],
+        capturable_until=row["capturable_until"], return_url=row["return_url"],
+        cancellation_reason=row["cancellation_reason"], action=action_of(row),
+    )  # fmt: skip
+
+
+def action_of(row: Any) -> PaymentAction | None:
+    if row["action_key"] is None:
+        return None
+    return PaymentAction(
+        operation=row["action_operation"], key=row["action_key"], amount_minor=row["action_amount"] or 0,
+        final=row["action_final"] if row["action_final"] is not None else True, reason=row["action_reason"] or "",
     )  # fmt: skip
 
 

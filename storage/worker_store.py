@@ -89,14 +89,16 @@ class PostgresWorkerStore:
             for row in rows:
                 operation = Operation(row["operation"])
                 loader = {Operation.CHARGE: fetch_payment, Operation.REFUND: fetch_refund,
-                          Operation.PAYOUT: fetch_payout}[operation]  # fmt: skip
+                          Operation.PAYOUT: fetch_payout, Operation.CAPTURE: fetch_payment,
+                          Operation.CANCEL: fetch_payment}[operation]  # fmt: skip
                 resource: Any = await loader(conn, row["client_id"], row["resource_id"])
                 if resource is None:  # cannot happen: the key and its resource are created together
                     continue
                 lease = Lease(row["client_id"], row["idempotency_key"], row["lock_token"])
                 started = Started(
-                    resource, lease, resumed=True, executions=row["executions"], key_age_seconds=row["key_age"]
-                )
+                    resource, lease, resumed=True, executions=row["executions"], key_age_seconds=row["key_age"],
+                    operation=operation,
+                )  # fmt: skip
                 claimed.append(StalledExecution(started, row["idempotency_key"], operation, row["trace_context"]))
         return claimed
 

@@ -42,6 +42,8 @@ from adapters.bank.pain002 import TransactionStatus, classify_status, parse_pain
 from adapters.bank.xmltools import format_datetime, mask_ibans_in_text, parse_datetime
 from server.app.deadline import Deadline
 from server.app.psp import (
+    CancelOrder,
+    CaptureOrder,
     ChargeOrder,
     Order,
     OutcomeKind,
@@ -238,6 +240,14 @@ class BankTransferAdapter:
     async def refund(self, order: RefundOrder, deadline: Deadline) -> PspOutcome:
         """There is no charge at the bank to refund."""
         raise PspRejectedError("the bank transfer PSP cannot refund", code="unsupported_operation")
+
+    async def capture(self, order: CaptureOrder, deadline: Deadline) -> PspOutcome:
+        """A credit transfer has no authorization to capture."""
+        raise PspRejectedError("the bank transfer PSP cannot capture", code="unsupported_operation")
+
+    async def cancel(self, order: CancelOrder, deadline: Deadline) -> PspOutcome:
+        """Nothing the bank holds can be voided here."""
+        raise PspRejectedError("the bank transfer PSP cannot cancel a charge", code="unsupported_operation")
 
     async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome:
         """Submit the payout's pain.001 once and translate the gateway's answer.

@@ -20,6 +20,8 @@ from collections.abc import Callable, MutableMapping
 from adapters.sandboxes.faults import ScriptedFaults
 from server.app.deadline import Deadline
 from server.app.psp import (
+    CancelOrder,
+    CaptureOrder,
     ChargeOrder,
     Order,
     OutcomeKind,
@@ -143,6 +145,19 @@ class InProcessSandbox:
     async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome:
         return await self._execute(order.psp_key, "po", lambda: PspOutcome(OutcomeKind.SUCCEEDED))
 
+    async def capture(self, order: CaptureOrder, deadline: Deadline) -> PspOutcome:
+        """Takes the amount; the charge keeps its reference. What remains capturable is the payment's to
+        work out (this PSP keeps no ledger of authorizations)."""
+        kind = OutcomeKind.SUCCEEDED if order.final else OutcomeKind.AUTHORIZED
+        return await self._execute(
+            order.psp_key, "cp", lambda: PspOutcome(kind), reference=order.payment_psp_reference or None
+        )
+
+    async def cancel(self, order: CancelOrder, deadline: Deadline) -> PspOutcome:
+        return await self._execute(
+            order.psp_key, "cn", lambda: PspOutcome(OutcomeKind.CANCELED), reference=order.payment_psp_reference or None
+        )
+
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
         if self._down:
             raise PspUnavailableError("sandbox is down (connection refused)", possibly_executed=False)
@@ -156,10 +171,12 @@ class InProcessSandbox:
         if method in REQUIRING_ACTION:
             return PspOutcome(OutcomeKind.REQUIRES_ACTION)
         if method in SUCCEEDING:
-            return PspOutcome(OutcomeKind.SUCCEEDED)
+            return PspOutcome(OutcomeKind.AUTHORIZED if order.capture_manually else OutcomeKind.SUCCEEDED)
         raise PspRejectedError(f"No such PaymentMethod: '{method[:40]}'", code="resource_missing")
 
-    async def _execute(self, psp_key: str, prefix: str, decide: Callable[[], PspOutcome]) -> PspOutcome:
+    async def _execute(
+        self, psp_key: str, prefix: str, decide: Callable[[], PspOutcome], *, reference: str | None = None
+    ) -> PspOutcome:
         counter = f"{self._instance}:{psp_key}"
         self.calls[counter] = self.calls.get(counter, 0) + 1
         if self._latency:
@@ -172,7 +189,7 @@ class InProcessSandbox:
         stored = self._results.get(psp_key)
         if stored is None:
             outcome = decide()
-            reference = f"sbx_{prefix}_{hashlib.sha256(psp_key.encode()).hexdigest()[:24]}"
+            reference = reference or f"sbx_{prefix}_{hashlib.sha256(psp_key.encode()).hexdigest()[:24]}"
             outcome = PspOutcome(outcome.kind, reference, outcome.failure, {"psp_request_id": f"req_{reference}"})
             self._results[psp_key] = _encode(outcome)
         else:

@@ -16,7 +16,7 @@ from server.api.errors import error_status
 from server.app.store import StoredReply
 from server.domain.errors import ServiceError
 from server.domain.ids import IdKind, format_id
-from server.domain.model import Failure, Payment, Payout, Refund, SepaDestination
+from server.domain.model import CaptureMethod, Failure, Payment, Payout, Refund, SepaDestination
 from server.domain.money import Money
 
 
@@ -40,13 +40,22 @@ def failure_pb(failure: Failure | None) -> res.Failure | None:
 
 
 def payment_pb(p: Payment) -> res.Payment:
-    return res.Payment(
+    currency = p.amount.currency
+    message = res.Payment(
         id=format_id(IdKind.PAYMENT, p.id), status=res.PaymentStatus.Value(f"PAYMENT_STATUS_{p.status}"),
-        amount=money_pb(p.amount), amount_refunded=money_pb(Money(p.amount_refunded, p.amount.currency)),
+        amount=money_pb(p.amount), amount_refunded=money_pb(Money(p.amount_refunded, currency)),
         customer_id=p.customer_id, description=p.description, metadata=p.metadata, psp=p.psp,
         psp_reference=p.psp_reference or "", failure=failure_pb(p.failure),
         create_time=timestamp_pb(p.created_at), update_time=timestamp_pb(p.updated_at),
+        amount_captured=money_pb(Money(p.amount_captured, currency)),
+        amount_capturable=money_pb(Money(p.amount_capturable, currency)),
+        cancellation_reason=p.cancellation_reason,
     )  # fmt: skip
+    if p.capture_method is CaptureMethod.MANUAL:
+        message.capture_method = res.CAPTURE_METHOD_MANUAL
+    if p.amount_capturable and p.capturable_until is not None:
+        message.capturable_until.CopyFrom(timestamp_pb(p.capturable_until))
+    return message
 
 
 def refund_pb(r: Refund) -> res.Refund:

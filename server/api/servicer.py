@@ -126,6 +126,18 @@ class PaymentServicer:
     async def Payout(self, request: svc.PayoutRequest, context: grpc.aio.ServicerContext[Any, Any]) -> bytes | Message:
         return await self._run(context, request, lambda ctx: self._ops.payout(validation.payout_command(request), ctx))
 
+    async def CapturePayment(
+        self, request: svc.CapturePaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes | Message:
+        return await self._run(
+            context, request, lambda ctx: self._ops.capture(validation.capture_command(request), ctx)
+        )
+
+    async def CancelPayment(
+        self, request: svc.CancelPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes | Message:
+        return await self._run(context, request, lambda ctx: self._ops.cancel(validation.cancel_command(request), ctx))
+
     async def GetPayment(
         self, request: svc.GetPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> bytes | Message:
@@ -193,6 +205,8 @@ _REQUESTS: dict[str, type[Message]] = {
     "GetRefund": svc.GetRefundRequest,
     "GetPayout": svc.GetPayoutRequest,
     "ListPayments": svc.ListPaymentsRequest,
+    "CapturePayment": svc.CapturePaymentRequest,
+    "CancelPayment": svc.CancelPaymentRequest,
 }
 
 

@@ -5,18 +5,20 @@ every field violation at once. Nothing is stored for a request refused here.
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 from google.protobuf.message import Message
 
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
-from server.app.commands import ChargeCommand, PayoutCommand, RefundCommand
+from server.app.commands import CancelCommand, CaptureCommand, ChargeCommand, PayoutCommand, RefundCommand
 from server.app.queries import ListPaymentsQuery
 from server.domain import metadata as caller_metadata
+from server.domain.captures import CANCELLATION_REASONS
 from server.domain.errors import FieldViolation, InvalidRequest, Violations
 from server.domain.idempotency import fingerprint, key_problem
 from server.domain.ids import IdKind, MalformedId, parse_id
-from server.domain.model import PayoutDestination, SepaDestination, StripeAccountDestination
+from server.domain.model import CaptureMethod, PayoutDestination, SepaDestination, StripeAccountDestination
 from server.domain.money import Currency, Money, UnknownCurrency
 from server.domain.sepa_scheme import (
     INSTANT_MAX_AMOUNT_MINOR,
@@ -125,26 +127,86 @@ def charge_command(req: svc.ChargeRequest) -> ChargeCommand:
     _text(v, "description", req.description, MAX_TEXT)
     metadata = dict(req.metadata)
     _metadata(v, metadata)
+    capture_method = _CAPTURE_METHODS.get(req.capture_method)
+    if capture_method is None:
+        v.add("capture_method", "must be UNSPECIFIED (automatic) or MANUAL", "INVALID_ENUM")
+    if req.return_url:
+        _return_url(v, req.return_url)
     v.raise_if_any()
     assert amount is not None
+    assert capture_method is not None
     return ChargeCommand(
         idempotency_key=req.idempotency_key,
         fingerprint=fingerprint("Charge", canonical_without_key(req)),
         amount=amount, payment_method=method, customer_id=req.customer_id,
-        description=req.description, metadata=metadata,
+        description=req.description, metadata=metadata, capture_method=capture_method, return_url=req.return_url,
+    )  # fmt: skip
+
+
+_CAPTURE_METHODS = {
+    res.CAPTURE_METHOD_UNSPECIFIED: CaptureMethod.AUTOMATIC,
+    res.CAPTURE_METHOD_MANUAL: CaptureMethod.MANUAL,
+}
+MAX_URL = 2048
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _return_url(v: Violations, url: str) -> None:
+    """An absolute https URL (http on the caller's own machine only, for development) that a browser
+    can be sent to: printable ASCII, no credentials in it."""
+    if len(url) > MAX_URL or not _printable(url):
+        v.add("return_url", f"must be at most {MAX_URL} printable ASCII characters", "INVALID_URL")
+        return
+    parts = urllib.parse.urlsplit(url)
+    local = (parts.hostname or "") in _LOCAL_HOSTS
+    if parts.scheme != "https" and not (parts.scheme == "http" and local):
+        v.add("return_url", "must be an https URL (http only for localhost)", "INVALID_URL")
+    elif not parts.hostname or parts.username or parts.password:
+        v.add("return_url", "must name a host and carry no credentials", "INVALID_URL")
+
+
+def _payment_id(v: Violations, text: str) -> None:
+    if not text:
+        v.add("payment_id", "is required", "MISSING_FIELD")
+        return
+    try:
+        parse_id(IdKind.PAYMENT, text)
+    except MalformedId as exc:
+        v.add("payment_id", str(exc), "MALFORMED_ID")
+
+
+def capture_command(req: svc.CapturePaymentRequest) -> CaptureCommand:
+    v = Violations()
+    _key(v, req.idempotency_key)
+    _payment_id(v, req.payment_id)
+    amount = _money(v, "amount", req.amount) if req.HasField("amount") else None
+    v.raise_if_any()
+    return CaptureCommand(
+        idempotency_key=req.idempotency_key,
+        fingerprint=fingerprint("CapturePayment", canonical_without_key(req)),
+        payment_id_text=req.payment_id, amount=amount,
+        final=req.final_capture if req.HasField("final_capture") else True,
+    )  # fmt: skip
+
+
+def cancel_command(req: svc.CancelPaymentRequest) -> CancelCommand:
+    v = Violations()
+    _key(v, req.idempotency_key)
+    _payment_id(v, req.payment_id)
+    if req.reason and req.reason not in CANCELLATION_REASONS:
+        v.add("reason", f"must be empty or one of {', '.join(sorted(CANCELLATION_REASONS))}", "INVALID_REASON")
+    v.raise_if_any()
+    return CancelCommand(
+        idempotency_key=req.idempotency_key,
+        fingerprint=fingerprint("CancelPayment", canonical_without_key(req)),
+        payment_id_text=req.payment_id, reason=req.reason,
     )  # fmt: skip
 
 
 def refund_command(req: svc.RefundRequest) -> RefundCommand:
     v = Violations()
     _key(v, req.idempotency_key)
-    if not req.payment_id:
-        v.add("payment_id", "is required", "MISSING_FIELD")
-    else:
-        try:
-            parse_id(IdKind.PAYMENT, req.payment_id)
-        except MalformedId as exc:
-            v.add("payment_id", str(exc), "MALFORMED_ID")
+    _payment_id(v, req.payment_id)
     amount = _money(v, "amount", req.amount) if req.HasField("amount") else None
     _text(v, "reason", req.reason, MAX_TEXT)
     v.raise_if_any()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.domain.model import PayoutDestination
+from server.domain.model import CaptureMethod, PayoutDestination
 from server.domain.money import Money
 
 
@@ -17,6 +17,25 @@ class ChargeCommand:
     customer_id: str
     description: str
     metadata: dict[str, str]
+    capture_method: CaptureMethod = CaptureMethod.AUTOMATIC
+    return_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureCommand:
+    idempotency_key: str
+    fingerprint: bytes
+    payment_id_text: str
+    amount: Money | None
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CancelCommand:
+    idempotency_key: str
+    fingerprint: bytes
+    payment_id_text: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

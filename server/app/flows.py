@@ -43,11 +43,14 @@ def _transition(
     *,
     captured_minor: int | None = None,
     refund_settlement: str | None = None,
+    facts: dict[str, object] | None = None,
 ) -> Transition | None:
     current = str(resource.status)
     reference = outcome.psp_reference if outcome else None
     data = outcome.data if outcome else {}
-    if current == to_status and (reference is None or reference == resource.psp_reference) and not data:
+    facts = facts or {}
+    if current == to_status and (reference is None or reference == resource.psp_reference) and not data \
+            and not facts:  # fmt: skip
         return None
     if current != to_status and not can_transition(rtype, current, to_status):
         return None
@@ -63,8 +66,8 @@ def _transition(
         psp_reference=reference,
         failure=outcome.failure if outcome else None,
         psp_data=dict(data),
-        captured_minor=captured_minor,
         refund_settlement=refund_settlement,
+        **{"captured_minor": captured_minor, **facts},  # type: ignore[arg-type] # named as Transition's fields
     )
 
 
@@ -90,6 +93,8 @@ class PaymentFlow:
         OutcomeKind.FAILED: PaymentStatus.FAILED,
         OutcomeKind.PENDING: PaymentStatus.PROCESSING,
         OutcomeKind.REQUIRES_ACTION: PaymentStatus.REQUIRES_ACTION,
+        OutcomeKind.AUTHORIZED: PaymentStatus.REQUIRES_CAPTURE,
+        OutcomeKind.CANCELED: PaymentStatus.CANCELED,
         OutcomeKind.UNKNOWN: PaymentStatus.PROCESSING,
     }
 
@@ -98,17 +103,10 @@ class PaymentFlow:
         if target is None:
             outcome = dataclasses.replace(outcome, kind=OutcomeKind.FAILED, failure=_UNKNOWN_OUTCOME)
             target = PaymentStatus.FAILED
-        captured = resource.amount.amount_minor if target is PaymentStatus.SUCCEEDED else None
         return _transition(
-            resource,
-            self.resource_type,
-            target,
-            outcome,
-            actor,
-            at,
-            f"psp:{outcome.kind}",
-            captured_minor=captured,
-        )
+            resource, self.resource_type, target, outcome, actor, at, f"psp:{outcome.kind}",
+            facts=_payment_facts(resource, target, outcome),
+        )  # fmt: skip
 
     def in_progress(self, resource: Payment, actor: str, at: datetime) -> Transition | None:
         return _transition(
@@ -119,9 +117,96 @@ class PaymentFlow:
         return _needs_reconciliation(resource, self.resource_type, actor, at)
 
     def apply(self, resource: Payment, transition: Transition) -> Payment:
-        captured = transition.captured_minor
         applied = _applied(resource, transition)
-        return applied if captured is None else dataclasses.replace(applied, amount_captured=captured)
+        changes: dict[str, object] = {}
+        if transition.captured_minor is not None:
+            changes["amount_captured"] = transition.captured_minor
+        if transition.capturable_minor is not None:
+            changes["amount_capturable"] = transition.capturable_minor
+        if transition.capturable_until is not None:
+            changes["capturable_until"] = transition.capturable_until
+        if transition.cancellation_reason is not None:
+            changes["cancellation_reason"] = transition.cancellation_reason
+        if transition.action_done is not None and resource.action and resource.action.key == transition.action_done:
+            changes["action"] = None
+        return dataclasses.replace(applied, **changes) if changes else applied  # type: ignore[arg-type]
+
+
+def _payment_facts(payment: Payment, target: PaymentStatus, outcome: PspOutcome) -> dict[str, object]:
+    """What the money now looks like: captured and capturable amounts, as the PSP reports them or, where
+    it does not, as the payment's own capture under way implies."""
+    action = payment.action if payment.action and payment.action.operation == "capture" else None
+    facts: dict[str, object] = {}
+    if target is PaymentStatus.SUCCEEDED:
+        captured = outcome.amount_received
+        if captured is None:
+            captured = payment.amount_captured + action.amount_minor if action else payment.amount.amount_minor
+        facts["captured_minor"] = captured
+        facts["capturable_minor"] = 0
+    elif target is PaymentStatus.REQUIRES_CAPTURE:
+        capturable = outcome.amount_capturable
+        captured = outcome.amount_received
+        if action and str(payment.status) == PaymentStatus.REQUIRES_CAPTURE:  # a partial, non-final capture
+            captured = payment.amount_captured + action.amount_minor if captured is None else captured
+            capturable = payment.amount_capturable - action.amount_minor if capturable is None else capturable
+        elif capturable is None:
+            capturable = payment.amount.amount_minor - payment.amount_captured
+        if captured is not None and captured != payment.amount_captured:
+            facts["captured_minor"] = captured
+        if capturable != payment.amount_capturable:
+            facts["capturable_minor"] = capturable
+        if outcome.capturable_until is not None and outcome.capturable_until != payment.capturable_until:
+            facts["capturable_until"] = outcome.capturable_until
+    elif target in (PaymentStatus.CANCELED, PaymentStatus.FAILED) and payment.amount_capturable:
+        facts["capturable_minor"] = 0
+    return facts
+
+
+class ActionFlow:
+    """A capture or cancel of a payment: the payment's flow, and the finish of the action under way.
+
+    Its outcome is the payment's state at the PSP afterwards, decided like any other look-up of it; a
+    transition is always recorded (if only to clear the action), so the action's key and the payment
+    row finish together.
+    """
+
+    resource_type = ResourceType.PAYMENT
+
+    def __init__(self, operation: str) -> None:
+        self._operation = operation
+        self._payments = PaymentFlow()
+
+    def decide(self, resource: Payment, outcome: PspOutcome, actor: str, at: datetime) -> Transition | None:
+        if outcome.kind is OutcomeKind.FAILED:
+            # A refused capture or cancel does not fail the payment: the caller sees it as it stands.
+            return self._finished(resource, None, actor, at, f"{self._operation}:refused")
+        transition = self._payments.decide(resource, outcome, actor, at)
+        if transition is not None and transition.to_status == str(PaymentStatus.CANCELED) and resource.action:
+            transition = dataclasses.replace(transition, cancellation_reason=resource.action.reason or None)
+        return self._finished(resource, transition, actor, at, f"psp:{outcome.kind}")
+
+    def in_progress(self, resource: Payment, actor: str, at: datetime) -> Transition | None:
+        return None  # the payment keeps its status, and its action stays under way
+
+    def reconcile(self, resource: Payment, actor: str, at: datetime) -> Transition | None:
+        return self._finished(resource, self._payments.reconcile(resource, actor, at), actor, at, "recovery")
+
+    def apply(self, resource: Payment, transition: Transition) -> Payment:
+        return self._payments.apply(resource, transition)
+
+    def _finished(
+        self, resource: Payment, transition: Transition | None, actor: str, at: datetime, reason: str
+    ) -> Transition | None:
+        key = resource.action.key if resource.action else None
+        if key is None:
+            return transition
+        if transition is None:
+            status = str(resource.status)
+            transition = Transition(
+                resource=self.resource_type, resource_id=resource.id, client_id=resource.client_id,
+                from_status=status, to_status=status, actor=actor, reason=reason, at=at,
+            )  # fmt: skip
+        return dataclasses.replace(transition, action_done=key)
 
 
 class RefundFlow:

@@ -7,9 +7,9 @@ import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from server.app.commands import ChargeCommand, PayoutCommand, RefundCommand
+from server.app.commands import CancelCommand, CaptureCommand, ChargeCommand, PayoutCommand, RefundCommand
 from server.app.context import CallContext
 from server.app.deadline import Deadline
 from server.app.execution import ExecutionPolicy, answer_begun, begin_with_wait, drive, key_claim
@@ -24,7 +24,7 @@ from server.app.psp import (
     PspUnavailableError,
 )
 from server.app.replies import Reply, ReplyEncoder
-from server.app.resources import PspCall, spec_for_kind, spec_of
+from server.app.resources import PspCall, executed_by, spec_for_kind, spec_of
 from server.app.store import OperationStore, ResourceReader, Started, StoredReply
 from server.domain.errors import FieldViolation, InvalidRequest, NotFound
 from server.domain.finality import may_resend
@@ -75,7 +75,7 @@ class Operations:
             amount_captured=0, amount_refunded=0, amount_reserved=0, payment_method=cmd.payment_method,
             customer_id=cmd.customer_id, description=cmd.description, metadata=dict(cmd.metadata),
             psp=provider.name, psp_reference=None, failure=None,
-            created_at=at, updated_at=at,
+            created_at=at, updated_at=at, capture_method=cmd.capture_method, return_url=cmd.return_url,
         )  # fmt: skip
         claim = key_claim(ctx, cmd.idempotency_key, Operation.CHARGE, cmd.fingerprint, self._policy)
         begun = await begin_with_wait(
@@ -99,6 +99,28 @@ class Operations:
         )  # fmt: skip
         return await answer_begun(
             begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.REFUND)
+        )
+
+    async def capture(self, cmd: CaptureCommand, ctx: CallContext) -> Reply:
+        payment_id = parse_id(IdKind.PAYMENT, cmd.payment_id_text)
+        claim = key_claim(ctx, cmd.idempotency_key, Operation.CAPTURE, cmd.fingerprint, self._policy)
+        begun = await begin_with_wait(
+            lambda: self._store.begin_capture(claim, payment_id, cmd.amount, cmd.final, self._encoder.error),
+            ctx.deadline, self._policy, Operation.CAPTURE,
+        )  # fmt: skip
+        return await answer_begun(
+            begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.PAYMENT)
+        )
+
+    async def cancel(self, cmd: CancelCommand, ctx: CallContext) -> Reply:
+        payment_id = parse_id(IdKind.PAYMENT, cmd.payment_id_text)
+        claim = key_claim(ctx, cmd.idempotency_key, Operation.CANCEL, cmd.fingerprint, self._policy)
+        begun = await begin_with_wait(
+            lambda: self._store.begin_cancel(claim, payment_id, cmd.reason, self._encoder.error),
+            ctx.deadline, self._policy, Operation.CANCEL,
+        )  # fmt: skip
+        return await answer_begun(
+            begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.PAYMENT)
         )
 
     async def payout(self, cmd: PayoutCommand, ctx: CallContext) -> Reply:
@@ -132,7 +154,7 @@ class Operations:
         """Drives the PSP for an execution this caller now owns, with the same PSP key as every earlier
         attempt. Past the PSP's key lifetime a resend would execute again, so from then on, on every path
         (client retry, recovery worker), the PSP is only asked what became of it."""
-        send, ask = await self._psp_calls(started.resource, key)
+        send, ask = await self._psp_calls(started.resource, key, started.operation)
         ttl = self._providers.by_name(started.resource.psp).key_ttl_seconds
         resend = may_resend(started.key_age_seconds, ttl)
         return await self._complete(started, send if resend else ask, ask, ctx, settle=False)
@@ -142,19 +164,23 @@ class Operations:
     ) -> Reply:
         """Past the PSP's look-up window: ask the PSP once more and record its evidence, or, without
         evidence either way, move the resource to REQUIRES_RECONCILIATION (never FAILED)."""
-        _, ask = await self._psp_calls(started.resource, key)
+        _, ask = await self._psp_calls(started.resource, key, started.operation)
         return await self._complete(started, ask, ask, ctx, settle=True)
 
     async def look_up(self, resource: Payment | Refund | Payout, key: str, deadline: Deadline) -> PspOutcome:
         """The PSP's current view of a stored operation (status polls, operator re-checks)."""
-        _, ask = await self._psp_calls(resource, key)
+        _, ask = await self._psp_calls(resource, key, None)
         return await ask(deadline)
 
-    async def _psp_calls(self, resource: Payment | Refund | Payout, key: str) -> tuple[PspCall, PspCall]:
+    async def _psp_calls(
+        self, resource: Payment | Refund | Payout, key: str, operation: Operation | None
+    ) -> tuple[PspCall, PspCall]:
         """The call that (re)sends this execution and the lookup of what became of it, both built from
         stored data alone (orders.py), so every attempt, wherever it runs, sends the same request."""
         provider = self._providers.by_name(resource.psp)
-        return await spec_of(resource).psp_calls(resource, key, provider, self._reader)
+        entry: Any = executed_by(resource, operation)  # an entry fits the resources it executes
+        calls: tuple[PspCall, PspCall] = await entry.psp_calls(resource, key, provider, self._reader)
+        return calls
 
     async def _complete(
         self, started: Started[Payment] | Started[Refund] | Started[Payout], call: PspCall, ask: PspCall,
@@ -163,14 +189,15 @@ class Operations:
         """Phases 2 and 3 with the resource type's flow and reply encoder: the PSP's answer recorded, or
         (`settle`) the PSP's last word before reconciliation."""
         spec = spec_of(started.resource)
+        flow = executed_by(started.resource, started.operation).flow
 
         def encode(resource: Payment | Refund | Payout) -> bytes:
             return spec.encode(self._encoder, resource)
 
         if settle:
-            return await self._settle(spec.flow, started, ask, encode, ctx)
+            return await self._settle(flow, started, ask, encode, ctx)
         return await drive(
-            flow=spec.flow, started=started, send=call, look_up=ask, store=self._store, encode=encode, ctx=ctx,
+            flow=flow, started=started, send=call, look_up=ask, store=self._store, encode=encode, ctx=ctx,
             policy=self._policy, now=self._now,
         )  # fmt: skip
 

@@ -3,10 +3,11 @@ client retry, a resume on another server and the recovery worker all send the ve
 
 from __future__ import annotations
 
-from server.app.psp import ChargeOrder, PayoutOrder, RefundOrder
+from server.app.psp import CancelOrder, CaptureOrder, ChargeOrder, PayoutOrder, RefundOrder
 from server.domain.idempotency import Operation, psp_idempotency_key
 from server.domain.ids import IdKind, format_id
-from server.domain.model import Payment, Payout, Refund
+from server.domain.model import CaptureMethod, Payment, PaymentAction, Payout, Refund
+from server.domain.money import Money
 
 
 def charge_order(payment: Payment, key: str) -> ChargeOrder:
@@ -15,6 +16,24 @@ def charge_order(payment: Payment, key: str) -> ChargeOrder:
         psp_key=psp_idempotency_key(payment.client_id, key, Operation.CHARGE), amount=payment.amount,
         payment_method=payment.payment_method, customer_id=payment.customer_id,
         description=payment.description, metadata=payment.metadata,
+        capture_manually=payment.capture_method is CaptureMethod.MANUAL, return_url=payment.return_url,
+    )  # fmt: skip
+
+
+def capture_order(payment: Payment, action: PaymentAction) -> CaptureOrder:
+    return CaptureOrder(
+        payment_id=format_id(IdKind.PAYMENT, payment.id), client_id=payment.client_id, idempotency_key=action.key,
+        psp_key=psp_idempotency_key(payment.client_id, action.key, Operation.CAPTURE),
+        payment_psp_reference=payment.psp_reference or "",
+        amount=Money(action.amount_minor, payment.amount.currency), final=action.final,
+    )  # fmt: skip
+
+
+def cancel_order(payment: Payment, action: PaymentAction) -> CancelOrder:
+    return CancelOrder(
+        payment_id=format_id(IdKind.PAYMENT, payment.id), client_id=payment.client_id, idempotency_key=action.key,
+        psp_key=psp_idempotency_key(payment.client_id, action.key, Operation.CANCEL),
+        payment_psp_reference=payment.psp_reference or "", reason=action.reason,
     )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ retries live in one place (adapters/retry.py), which wraps a single-attempt adap
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -23,6 +24,8 @@ class OutcomeKind(StrEnum):
     FAILED = "failed"  # final, with a failure (decline, rejection by the bank)
     PENDING = "pending"  # accepted; the PSP finishes later (SEPA, Stripe "processing")
     REQUIRES_ACTION = "requires_action"  # the customer must act (3-D Secure)
+    AUTHORIZED = "authorized"  # a manual-capture charge the card authorized: capturable, not captured
+    CANCELED = "canceled"  # voided (by a cancel, or the PSP released an uncaptured authorization)
     RETURNED = "returned"  # a paid payout came back
     UNKNOWN = "unknown"  # possibly executed, the answer was lost: never a failure
 
@@ -34,6 +37,10 @@ class PspOutcome:
     failure: Failure | None = None
     # PSP-specific facts to keep with the resource (SEPA message ids, Stripe request id, ...).
     data: dict[str, str] = field(default_factory=dict)
+    # Card payments: what the PSP holds (minor units of the payment's currency), when it is known.
+    amount_capturable: int | None = None
+    amount_received: int | None = None
+    capturable_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,33 @@ class ChargeOrder:
     customer_id: str
     description: str
     metadata: dict[str, str]
+    capture_manually: bool = False
+    return_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureOrder:
+    """Take `amount` of an authorized payment; `final` releases the rest."""
+
+    payment_id: str
+    client_id: str
+    idempotency_key: str
+    psp_key: str
+    payment_psp_reference: str
+    amount: Money
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """Void an authorized or unfinished payment."""
+
+    payment_id: str
+    client_id: str
+    idempotency_key: str
+    psp_key: str
+    payment_psp_reference: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +109,7 @@ class PayoutOrder:
     psp_data: dict[str, str] = field(default_factory=dict)
 
 
-Order = ChargeOrder | RefundOrder | PayoutOrder
+Order = ChargeOrder | RefundOrder | PayoutOrder | CaptureOrder | CancelOrder
 
 
 class PspError(Exception):
@@ -157,6 +191,15 @@ class PaymentProvider(Protocol):
     async def refund(self, order: RefundOrder, deadline: Deadline) -> PspOutcome: ...
 
     async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome: ...
+
+    async def capture(self, order: CaptureOrder, deadline: Deadline) -> PspOutcome:
+        """Captures an authorized charge; the outcome is the charge's state afterwards (AUTHORIZED while
+        more remains capturable, SUCCEEDED once captured)."""
+        ...
+
+    async def cancel(self, order: CancelOrder, deadline: Deadline) -> PspOutcome:
+        """Voids an authorized or unfinished charge; the outcome is the charge's state afterwards."""
+        ...
 
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
         """The PSP's current view of an earlier order, by its reference or our metadata.

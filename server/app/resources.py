@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from server.app.deadline import Deadline
-from server.app.flows import Flow, PaymentFlow, PayoutFlow, RefundFlow
-from server.app.orders import charge_order, payout_order, refund_order
+from server.app.flows import ActionFlow, Flow, PaymentFlow, PayoutFlow, RefundFlow
+from server.app.orders import cancel_order, capture_order, charge_order, payout_order, refund_order
 from server.app.psp import PaymentProvider, PspOutcome
 from server.app.replies import ReplyEncoder
 from server.app.store import ResourceReader
 from server.domain.idempotency import Operation
 from server.domain.ids import IdKind, format_id
-from server.domain.model import Payment, Payout, Refund
+from server.domain.model import Payment, PaymentAction, Payout, Refund
 from server.domain.states import ResourceType
 
 R = TypeVar("R", Payment, Refund, Payout)
@@ -98,3 +98,51 @@ def spec_of(resource: Payment | Refund | Payout) -> ResourceSpec[Any]:
 
 def spec_for_kind(kind: IdKind) -> ResourceSpec[Any]:
     return _BY_KIND[kind]
+
+
+# -- actions on an existing resource: capture and cancel of a payment -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """An operation on a stored payment (its key's resource is the payment): its flow and PSP calls.
+    The parameters every attempt sends are the payment's action under way (Payment.action)."""
+
+    operation: Operation
+    flow: ActionFlow
+    psp_calls: PspCalls[Payment]
+
+
+async def _capture_calls(
+    payment: Payment, key: str, psp: PaymentProvider, reader: ResourceReader
+) -> tuple[PspCall, PspCall]:
+    order = capture_order(payment, _action(payment, key))
+    return (lambda d: psp.capture(order, d)), (lambda d: psp.lookup(order, payment.psp_reference, d))
+
+
+async def _cancel_calls(
+    payment: Payment, key: str, psp: PaymentProvider, reader: ResourceReader
+) -> tuple[PspCall, PspCall]:
+    order = cancel_order(payment, _action(payment, key))
+    return (lambda d: psp.cancel(order, d)), (lambda d: psp.lookup(order, payment.psp_reference, d))
+
+
+def _action(payment: Payment, key: str) -> PaymentAction:
+    if payment.action is None or payment.action.key != key:
+        # An unfinished capture or cancel key always names the payment's action under way (they are
+        # cleared together); anything else would send the PSP a request nobody claimed.
+        raise RuntimeError(f"no capture or cancel under way on this payment for key {key!r}")
+    return payment.action
+
+
+ACTIONS: dict[Operation, ActionSpec] = {
+    Operation.CAPTURE: ActionSpec(Operation.CAPTURE, ActionFlow(Operation.CAPTURE), _capture_calls),
+    Operation.CANCEL: ActionSpec(Operation.CANCEL, ActionFlow(Operation.CANCEL), _cancel_calls),
+}
+
+
+def executed_by(resource: Payment | Refund | Payout, operation: Operation | None) -> ResourceSpec[Any] | ActionSpec:
+    """What executes `operation` on `resource`: an action's entry, or the resource type's own."""
+    if operation in ACTIONS:
+        return ACTIONS[operation]
+    return spec_of(resource)

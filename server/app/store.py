@@ -69,6 +69,8 @@ class Started(Generic[R_co]):
     resumed: bool
     executions: int = 1
     key_age_seconds: float = 0.0
+    # The key's operation, where it is not the one that created the resource (capture, cancel).
+    operation: Operation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +121,29 @@ class Transition:
     at: datetime
     psp_reference: str | None = None
     failure: Failure | None = None
-    captured_minor: int | None = None  # payments: amount captured on success
+    captured_minor: int | None = None  # payments: amount captured so far, when it changed
     refund_settlement: str | None = None  # refunds: RefundSettlement.*
+    capturable_minor: int | None = None  # payments: what a capture can still take, when it changed
+    capturable_until: datetime | None = None  # payments: when the PSP releases the authorization
+    cancellation_reason: str | None = None  # payments: a cancel's reason
+    action_done: str | None = None  # payments: the key of the capture or cancel this finishes
     psp_data: dict[str, str] = field(default_factory=dict)
+
+    def payment_facts(self) -> dict[str, object] | None:
+        """A payment's changed amounts, capture deadline, cancel reason and finished action, as the
+        store's statement takes them (one JSON parameter); None when nothing of that changed."""
+        facts: dict[str, object] = {}
+        if self.captured_minor is not None:
+            facts["captured"] = self.captured_minor
+        if self.capturable_minor is not None:
+            facts["capturable"] = self.capturable_minor
+        if self.capturable_until is not None:
+            facts["capturable_until"] = self.capturable_until.isoformat()
+        if self.cancellation_reason is not None:
+            facts["cancellation_reason"] = self.cancellation_reason
+        if self.action_done is not None:
+            facts["action_done"] = self.action_done
+        return facts or None
 
 
 ErrorEncoder = Callable[[ServiceError], StoredReply]
@@ -135,6 +157,18 @@ class OperationStore(Protocol):
     ) -> Begun[Refund]: ...
 
     async def begin_payout(self, claim: KeyClaim, payout: Payout) -> Begun[Payout]: ...
+
+    async def begin_capture(
+        self, claim: KeyClaim, payment_id: uuid.UUID, requested: Money | None, final: bool,
+        encode_error: ErrorEncoder,
+    ) -> Begun[Payment]:  # fmt: skip
+        """Claims the key and admits the capture (server.domain.captures) on the locked payment; a refusal
+        is stored on the key."""
+        ...
+
+    async def begin_cancel(
+        self, claim: KeyClaim, payment_id: uuid.UUID, reason: str, encode_error: ErrorEncoder
+    ) -> Begun[Payment]: ...
 
     async def record_outcome(self, lease: Lease, transition: Transition | None, reply: StoredReply) -> StoredReply:
         """Records the outcome and stores the reply; returns the reply the key holds afterwards."""

@@ -100,6 +100,19 @@ class PaymentNotRefundable(RequestRejected):
     default_reason = "PAYMENT_NOT_REFUNDABLE"
 
 
+class PaymentNotCapturable(RequestRejected):
+    """Nothing can be captured: not authorized, already captured or cancelled, too much asked, or
+    another capture or cancel of the payment is under way."""
+
+    default_reason = "PAYMENT_NOT_CAPTURABLE"
+
+
+class PaymentNotCancelable(RequestRejected):
+    """Only an authorized (REQUIRES_CAPTURE) or unfinished (REQUIRES_ACTION) payment can be voided."""
+
+    default_reason = "PAYMENT_NOT_CANCELABLE"
+
+
 class PspUnavailable(RetryLater):
     """The PSP could not be reached or gave no final answer; the same key resumes the operation."""
 

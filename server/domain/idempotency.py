@@ -19,6 +19,8 @@ class Operation(StrEnum):
     CHARGE = "charge"
     REFUND = "refund"
     PAYOUT = "payout"
+    CAPTURE = "capture"  # of a payment: its key's resource is the payment
+    CANCEL = "cancel"  # of a payment, likewise
 
 
 class RecoveryPoint(StrEnum):

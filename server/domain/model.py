@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from server.domain.money import Money
 from server.domain.sepa_scheme import mask_iban
@@ -18,6 +19,22 @@ class Failure:
     code: str
     message: str = ""
     decline_code: str = ""
+
+
+class CaptureMethod(StrEnum):
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAction:
+    """A capture or cancel of a payment, as claimed: its key and its parameters."""
+
+    operation: str  # "capture" | "cancel" (server.domain.idempotency.Operation)
+    key: str
+    amount_minor: int = 0  # capture: the amount to take
+    final: bool = True  # capture: release the rest of the authorization
+    reason: str = ""  # cancel: the caller's reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +55,14 @@ class Payment:
     failure: Failure | None
     created_at: datetime
     updated_at: datetime
+    capture_method: CaptureMethod = CaptureMethod.AUTOMATIC
+    amount_capturable: int = 0  # REQUIRES_CAPTURE: what a capture can still take
+    capturable_until: datetime | None = None  # the PSP releases the authorization then
+    return_url: str = ""  # where the PSP sends the customer back after a redirect (3-D Secure)
+    cancellation_reason: str = ""
+    # The capture or cancel under way (one at a time, enforced by the payment's row): what every attempt
+    # of it sends, and whose key finishes it.
+    action: PaymentAction | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ class PaymentStatus(StrEnum):
     REQUIRES_ACTION = "REQUIRES_ACTION"
     CANCELED = "CANCELED"
     REQUIRES_RECONCILIATION = "REQUIRES_RECONCILIATION"
+    REQUIRES_CAPTURE = "REQUIRES_CAPTURE"
 
 
 class RefundStatus(StrEnum):
@@ -51,14 +52,18 @@ _O = PayoutStatus
 
 # PENDING means "recorded, PSP call not completed"; PROCESSING means the PSP is finishing it later or
 # its answer was lost. REQUIRES_RECONCILIATION is left only by evidence (a PSP lookup or an operator).
+# REQUIRES_CAPTURE (authorized, manual capture) ends by a capture (SUCCEEDED) or a cancel or expiry at
+# the PSP (CANCELED).
 PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
-    _P.PENDING: frozenset({_P.PROCESSING, _P.SUCCEEDED, _P.FAILED, _P.REQUIRES_ACTION,
-                           _P.REQUIRES_RECONCILIATION}),
-    _P.PROCESSING: frozenset({_P.SUCCEEDED, _P.FAILED, _P.REQUIRES_ACTION, _P.CANCELED,
+    _P.PENDING: frozenset({_P.PROCESSING, _P.SUCCEEDED, _P.FAILED, _P.REQUIRES_ACTION, _P.REQUIRES_CAPTURE,
+                           _P.CANCELED, _P.REQUIRES_RECONCILIATION}),
+    _P.PROCESSING: frozenset({_P.SUCCEEDED, _P.FAILED, _P.REQUIRES_ACTION, _P.REQUIRES_CAPTURE, _P.CANCELED,
                               _P.REQUIRES_RECONCILIATION}),
-    _P.REQUIRES_ACTION: frozenset({_P.PROCESSING, _P.SUCCEEDED, _P.FAILED, _P.CANCELED}),
+    _P.REQUIRES_ACTION: frozenset({_P.PROCESSING, _P.SUCCEEDED, _P.FAILED, _P.REQUIRES_CAPTURE, _P.CANCELED,
+                                   _P.REQUIRES_RECONCILIATION}),
+    _P.REQUIRES_CAPTURE: frozenset({_P.SUCCEEDED, _P.CANCELED, _P.REQUIRES_RECONCILIATION}),
     _P.REQUIRES_RECONCILIATION: frozenset({_P.PROCESSING, _P.SUCCEEDED, _P.FAILED, _P.REQUIRES_ACTION,
-                                           _P.CANCELED}),
+                                           _P.REQUIRES_CAPTURE, _P.CANCELED}),
     _P.SUCCEEDED: frozenset(),
     _P.FAILED: frozenset(),
     _P.CANCELED: frozenset(),
@@ -98,7 +103,12 @@ _TABLES: dict[ResourceType, dict[str, frozenset[str]]] = {
 # REQUIRES_RECONCILIATION is looked up again daily until evidence moves it on.
 AWAITING_PSP: dict[ResourceType, frozenset[str]] = {
     ResourceType.PAYMENT: frozenset(
-        {PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION, PaymentStatus.REQUIRES_RECONCILIATION}
+        {
+            PaymentStatus.PROCESSING,
+            PaymentStatus.REQUIRES_ACTION,
+            PaymentStatus.REQUIRES_CAPTURE,
+            PaymentStatus.REQUIRES_RECONCILIATION,
+        }
     ),
     ResourceType.REFUND: frozenset({RefundStatus.PENDING, RefundStatus.REQUIRES_RECONCILIATION}),
     ResourceType.PAYOUT: frozenset({PayoutStatus.PROCESSING, PayoutStatus.PAID, PayoutStatus.REQUIRES_RECONCILIATION}),

@@ -69,6 +69,8 @@ from server.app.deadline import Deadline
 from server.app.execution import ExecutionPolicy
 from server.app.operations import Operations
 from server.app.psp import (
+    CancelOrder,
+    CaptureOrder,
     ChargeOrder,
     Order,
     OutcomeKind,
@@ -252,6 +254,12 @@ class ScriptedPsp:
 
     async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome:
         return self._create(Operation.PAYOUT, order.psp_key, order.payout_id, order.payout_id, order.amount)
+
+    async def capture(self, order: CaptureOrder, deadline: Deadline) -> PspOutcome:
+        raise PspRejectedError("the model charges with automatic capture only", code="unsupported_operation")
+
+    async def cancel(self, order: CancelOrder, deadline: Deadline) -> PspOutcome:
+        raise PspRejectedError("the model charges with automatic capture only", code="unsupported_operation")
 
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
         fault = self._next_fault(order.psp_key)

@@ -21,6 +21,8 @@ def charge(
     customer_id: str = "",
     description: str = "",
     metadata: dict[str, str] | None = None,
+    manual: bool = False,
+    return_url: str = "",
 ) -> svc.ChargeRequest:
     return svc.ChargeRequest(
         idempotency_key=key,
@@ -29,7 +31,24 @@ def charge(
         customer_id=customer_id,
         description=description,
         metadata=metadata or {},
+        capture_method=res.CAPTURE_METHOD_MANUAL if manual else res.CAPTURE_METHOD_UNSPECIFIED,
+        return_url=return_url,
     )
+
+
+def capture(
+    key: str, payment_id: str, amount: int | None = None, *, final: bool | None = None, currency: str = "EUR"
+) -> svc.CapturePaymentRequest:
+    request = svc.CapturePaymentRequest(idempotency_key=key, payment_id=payment_id)
+    if amount is not None:
+        request.amount.CopyFrom(res.Money(amount_minor=amount, currency=currency))
+    if final is not None:
+        request.final_capture = final
+    return request
+
+
+def cancel(key: str, payment_id: str, reason: str = "") -> svc.CancelPaymentRequest:
+    return svc.CancelPaymentRequest(idempotency_key=key, payment_id=payment_id, reason=reason)
 
 
 def refund(key: str, payment_id: str, amount: int | None = None, currency: str = "EUR") -> svc.RefundRequest:

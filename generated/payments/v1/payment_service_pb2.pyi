@@ -49,12 +49,20 @@ class ChargeRequest(_message.Message):
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    CAPTURE_METHOD_FIELD_NUMBER: _builtins.int
+    RETURN_URL_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """1-255 printable ASCII characters, unique per intended charge."""
     payment_method: _builtins.str
     """A PSP payment-method token, e.g. Stripe "pm_card_visa". Never raw card data."""
     customer_id: _builtins.str
     description: _builtins.str
+    capture_method: _resources_pb2.CaptureMethod.ValueType
+    """UNSPECIFIED: authorize and capture at once. MANUAL: authorize only (see CapturePayment)."""
+    return_url: _builtins.str
+    """Where the PSP sends the customer back after a redirect (3-D Secure). An absolute https URL (http
+    only for localhost). Without it, a payment that needs the customer answers with use_stripe_sdk.
+    """
     @_builtins.property
     def amount(self) -> _resources_pb2.Money:
         """Positive, and within the PSP's own limits: Stripe's minimum charge (e.g. EUR 0.50) and at most
@@ -78,10 +86,12 @@ class ChargeRequest(_message.Message):
         customer_id: _builtins.str = ...,
         description: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        capture_method: _resources_pb2.CaptureMethod.ValueType = ...,
+        return_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "customer_id", b"customer_id", "description", b"description", "idempotency_key", b"idempotency_key", "metadata", b"metadata", "payment_method", b"payment_method"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "capture_method", b"capture_method", "customer_id", b"customer_id", "description", b"description", "idempotency_key", b"idempotency_key", "metadata", b"metadata", "payment_method", b"payment_method", "return_url", b"return_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -392,3 +402,105 @@ class ListPaymentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListPaymentsResponse: _TypeAlias = ListPaymentsResponse  # noqa: Y015
+
+@_typing.final
+class CapturePaymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    FINAL_CAPTURE_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    payment_id: _builtins.str
+    final_capture: _builtins.bool
+    """Unset or true: this is the last capture, the rest of the authorization is released. False keeps
+    the rest capturable (where the PSP supports several captures).
+    """
+    @_builtins.property
+    def amount(self) -> _resources_pb2.Money:
+        """Unset: all that is capturable. In the payment's currency, at most amount_capturable."""
+
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        amount: _resources_pb2.Money | None = ...,
+        final_capture: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_final_capture", b"_final_capture", "amount", b"amount", "final_capture", b"final_capture"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_final_capture", b"_final_capture", "amount", b"amount", "final_capture", b"final_capture", "idempotency_key", b"idempotency_key", "payment_id", b"payment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__final_capture: _TypeAlias = _typing.Literal["final_capture"]  # noqa: Y015
+    _WhichOneofArgType__final_capture: _TypeAlias = _typing.Literal["_final_capture", b"_final_capture"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__final_capture) -> _WhichOneofReturnType__final_capture | None: ...
+
+Global___CapturePaymentRequest: _TypeAlias = CapturePaymentRequest  # noqa: Y015
+
+@_typing.final
+class CapturePaymentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payment(self) -> _resources_pb2.Payment: ...
+    def __init__(
+        self,
+        *,
+        payment: _resources_pb2.Payment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapturePaymentResponse: _TypeAlias = CapturePaymentResponse  # noqa: Y015
+
+@_typing.final
+class CancelPaymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    payment_id: _builtins.str
+    reason: _builtins.str
+    """Empty, or one of "duplicate", "fraudulent", "requested_by_customer", "abandoned"."""
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "payment_id", b"payment_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelPaymentRequest: _TypeAlias = CancelPaymentRequest  # noqa: Y015
+
+@_typing.final
+class CancelPaymentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payment(self) -> _resources_pb2.Payment: ...
+    def __init__(
+        self,
+        *,
+        payment: _resources_pb2.Payment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelPaymentResponse: _TypeAlias = CancelPaymentResponse  # noqa: Y015

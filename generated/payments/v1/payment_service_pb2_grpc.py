@@ -71,6 +71,16 @@ class PaymentServiceStub:
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentsRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentsResponse.FromString,
                 _registered_method=True)
+        self.CapturePayment = channel.unary_unary(
+                '/payments.v1.PaymentService/CapturePayment',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.CapturePaymentRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.CapturePaymentResponse.FromString,
+                _registered_method=True)
+        self.CancelPayment = channel.unary_unary(
+                '/payments.v1.PaymentService/CancelPayment',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -124,6 +134,22 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CapturePayment(self, request, context):
+        """Captures all or part of a REQUIRES_CAPTURE payment. FAILED_PRECONDITION (PAYMENT_NOT_CAPTURABLE)
+        when nothing can be captured: not authorized, already captured or cancelled, or another capture or
+        cancel of it is under way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelPayment(self, request, context):
+        """Voids a REQUIRES_CAPTURE or REQUIRES_ACTION payment: it becomes CANCELED and nothing is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +187,16 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.ListPayments,
                     request_deserializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentsRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'CapturePayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CapturePayment,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.CapturePaymentRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.CapturePaymentResponse.SerializeToString,
+            ),
+            'CancelPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelPayment,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +390,60 @@ class PaymentService:
             '/payments.v1.PaymentService/ListPayments',
             payments_dot_v1_dot_payment__service__pb2.ListPaymentsRequest.SerializeToString,
             payments_dot_v1_dot_payment__service__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CapturePayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/CapturePayment',
+            payments_dot_v1_dot_payment__service__pb2.CapturePaymentRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.CapturePaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/CancelPayment',
+            payments_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.FromString,
             options,
             channel_credentials,
             insecure,

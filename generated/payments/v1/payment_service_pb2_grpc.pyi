@@ -46,6 +46,13 @@ class PaymentServiceStub:
     GetPayout: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.GetPayoutRequest, _payment_service_pb2.GetPayoutResponse]
     ListPayments: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.ListPaymentsRequest, _payment_service_pb2.ListPaymentsResponse]
     """Lists the caller's payments, newest first (AIP-158 pagination)."""
+    CapturePayment: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.CapturePaymentRequest, _payment_service_pb2.CapturePaymentResponse]
+    """Captures all or part of a REQUIRES_CAPTURE payment. FAILED_PRECONDITION (PAYMENT_NOT_CAPTURABLE)
+    when nothing can be captured: not authorized, already captured or cancelled, or another capture or
+    cancel of it is under way.
+    """
+    CancelPayment: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.CancelPaymentRequest, _payment_service_pb2.CancelPaymentResponse]
+    """Voids a REQUIRES_CAPTURE or REQUIRES_ACTION payment: it becomes CANCELED and nothing is taken."""
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -65,6 +72,13 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     GetPayout: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.GetPayoutRequest, _payment_service_pb2.GetPayoutResponse]  # type: ignore[assignment]
     ListPayments: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.ListPaymentsRequest, _payment_service_pb2.ListPaymentsResponse]  # type: ignore[assignment]
     """Lists the caller's payments, newest first (AIP-158 pagination)."""
+    CapturePayment: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.CapturePaymentRequest, _payment_service_pb2.CapturePaymentResponse]  # type: ignore[assignment]
+    """Captures all or part of a REQUIRES_CAPTURE payment. FAILED_PRECONDITION (PAYMENT_NOT_CAPTURABLE)
+    when nothing can be captured: not authorized, already captured or cancelled, or another capture or
+    cancel of it is under way.
+    """
+    CancelPayment: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.CancelPaymentRequest, _payment_service_pb2.CancelPaymentResponse]  # type: ignore[assignment]
+    """Voids a REQUIRES_CAPTURE or REQUIRES_ACTION payment: it becomes CANCELED and nothing is taken."""
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Executes charges, refunds and payouts exactly once at a payment service provider, however often
@@ -123,5 +137,24 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payment_service_pb2.ListPaymentsResponse, _abc.Awaitable[_payment_service_pb2.ListPaymentsResponse]]:
         """Lists the caller's payments, newest first (AIP-158 pagination)."""
+
+    @_abc_1.abstractmethod
+    def CapturePayment(
+        self,
+        request: _payment_service_pb2.CapturePaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_service_pb2.CapturePaymentResponse, _abc.Awaitable[_payment_service_pb2.CapturePaymentResponse]]:
+        """Captures all or part of a REQUIRES_CAPTURE payment. FAILED_PRECONDITION (PAYMENT_NOT_CAPTURABLE)
+        when nothing can be captured: not authorized, already captured or cancelled, or another capture or
+        cancel of it is under way.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelPayment(
+        self,
+        request: _payment_service_pb2.CancelPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_service_pb2.CancelPaymentResponse, _abc.Awaitable[_payment_service_pb2.CancelPaymentResponse]]:
+        """Voids a REQUIRES_CAPTURE or REQUIRES_ACTION payment: it becomes CANCELED and nothing is taken."""
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -39,6 +39,10 @@ class _PaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Payment
     PAYMENT_STATUS_CANCELED: _PaymentStatus.ValueType  # 6
     PAYMENT_STATUS_REQUIRES_RECONCILIATION: _PaymentStatus.ValueType  # 7
     """The outcome could not be established automatically; an operator must reconcile it."""
+    PAYMENT_STATUS_REQUIRES_CAPTURE: _PaymentStatus.ValueType  # 8
+    """Authorized, not captured (capture_method MANUAL): CapturePayment takes up to amount_capturable
+    before capturable_until; CancelPayment releases it.
+    """
 
 class PaymentStatus(_PaymentStatus, metaclass=_PaymentStatusEnumTypeWrapper):
     """Lifecycle of a charge."""
@@ -56,7 +60,31 @@ PAYMENT_STATUS_REQUIRES_ACTION: PaymentStatus.ValueType  # 5
 PAYMENT_STATUS_CANCELED: PaymentStatus.ValueType  # 6
 PAYMENT_STATUS_REQUIRES_RECONCILIATION: PaymentStatus.ValueType  # 7
 """The outcome could not be established automatically; an operator must reconcile it."""
+PAYMENT_STATUS_REQUIRES_CAPTURE: PaymentStatus.ValueType  # 8
+"""Authorized, not captured (capture_method MANUAL): CapturePayment takes up to amount_capturable
+before capturable_until; CancelPayment releases it.
+"""
 Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
+
+class _CaptureMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CaptureMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CaptureMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CAPTURE_METHOD_UNSPECIFIED: _CaptureMethod.ValueType  # 0
+    """Automatic: authorized and captured in one step."""
+    CAPTURE_METHOD_MANUAL: _CaptureMethod.ValueType  # 1
+    """Authorize only; the payment waits in REQUIRES_CAPTURE for CapturePayment or CancelPayment."""
+
+class CaptureMethod(_CaptureMethod, metaclass=_CaptureMethodEnumTypeWrapper):
+    """When the authorized money is taken."""
+
+CAPTURE_METHOD_UNSPECIFIED: CaptureMethod.ValueType  # 0
+"""Automatic: authorized and captured in one step."""
+CAPTURE_METHOD_MANUAL: CaptureMethod.ValueType  # 1
+"""Authorize only; the payment waits in REQUIRES_CAPTURE for CapturePayment or CancelPayment."""
+Global___CaptureMethod: _TypeAlias = CaptureMethod  # noqa: Y015
 
 class _RefundStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -269,6 +297,12 @@ class Payment(_message.Message):
     FAILURE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    CAPTURE_METHOD_FIELD_NUMBER: _builtins.int
+    AMOUNT_CAPTURABLE_FIELD_NUMBER: _builtins.int
+    CAPTURABLE_UNTIL_FIELD_NUMBER: _builtins.int
+    AMOUNT_CAPTURED_FIELD_NUMBER: _builtins.int
+    NEXT_ACTION_FIELD_NUMBER: _builtins.int
+    CANCELLATION_REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Our id, "pay_" followed by 32 hex digits."""
     status: Global___PaymentStatus.ValueType
@@ -278,6 +312,9 @@ class Payment(_message.Message):
     """Which PSP executes it ("sandbox", "stripe", ...)."""
     psp_reference: _builtins.str
     """The PSP's id for it (e.g. a Stripe PaymentIntent id), once known."""
+    capture_method: Global___CaptureMethod.ValueType
+    cancellation_reason: _builtins.str
+    """The caller's reason when it cancelled the payment (CancelPayment)."""
     @_builtins.property
     def amount(self) -> Global___Money: ...
     @_builtins.property
@@ -294,6 +331,24 @@ class Payment(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def amount_capturable(self) -> Global___Money:
+        """What CapturePayment can still take (REQUIRES_CAPTURE only; zero otherwise)."""
+
+    @_builtins.property
+    def capturable_until(self) -> _timestamp_pb2.Timestamp:
+        """The PSP releases the authorization at this time (Stripe: 7 days for most cards); unset when
+        nothing is capturable.
+        """
+
+    @_builtins.property
+    def amount_captured(self) -> Global___Money:
+        """Money taken from the customer so far; refunds apply to it."""
+
+    @_builtins.property
+    def next_action(self) -> Global___NextAction:
+        """What the customer must do while the payment is REQUIRES_ACTION (unset otherwise)."""
+
     def __init__(
         self,
         *,
@@ -309,14 +364,96 @@ class Payment(_message.Message):
         failure: Global___Failure | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        capture_method: Global___CaptureMethod.ValueType = ...,
+        amount_capturable: Global___Money | None = ...,
+        capturable_until: _timestamp_pb2.Timestamp | None = ...,
+        amount_captured: Global___Money | None = ...,
+        next_action: Global___NextAction | None = ...,
+        cancellation_reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amount_refunded", b"amount_refunded", "create_time", b"create_time", "failure", b"failure", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amount_capturable", b"amount_capturable", "amount_captured", b"amount_captured", "amount_refunded", b"amount_refunded", "capturable_until", b"capturable_until", "create_time", b"create_time", "failure", b"failure", "next_action", b"next_action", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amount_refunded", b"amount_refunded", "create_time", b"create_time", "customer_id", b"customer_id", "description", b"description", "failure", b"failure", "id", b"id", "metadata", b"metadata", "psp", b"psp", "psp_reference", b"psp_reference", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amount_capturable", b"amount_capturable", "amount_captured", b"amount_captured", "amount_refunded", b"amount_refunded", "cancellation_reason", b"cancellation_reason", "capturable_until", b"capturable_until", "capture_method", b"capture_method", "create_time", b"create_time", "customer_id", b"customer_id", "description", b"description", "failure", b"failure", "id", b"id", "metadata", b"metadata", "next_action", b"next_action", "psp", b"psp", "psp_reference", b"psp_reference", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Payment: _TypeAlias = Payment  # noqa: Y015
+
+@_typing.final
+class NextAction(_message.Message):
+    """How the customer finishes a payment in REQUIRES_ACTION (e.g. 3-D Secure)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REDIRECT_TO_URL_FIELD_NUMBER: _builtins.int
+    USE_STRIPE_SDK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def redirect_to_url(self) -> Global___RedirectToUrl:
+        """Send the customer's browser to `url`; the PSP sends it back to `return_url` afterwards."""
+
+    @_builtins.property
+    def use_stripe_sdk(self) -> Global___UseStripeSdk:
+        """Finish in the customer's browser with the PSP's SDK (Stripe.js handleNextAction)."""
+
+    def __init__(
+        self,
+        *,
+        redirect_to_url: Global___RedirectToUrl | None = ...,
+        use_stripe_sdk: Global___UseStripeSdk | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "redirect_to_url", b"redirect_to_url", "use_stripe_sdk", b"use_stripe_sdk"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "redirect_to_url", b"redirect_to_url", "use_stripe_sdk", b"use_stripe_sdk"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["redirect_to_url", "use_stripe_sdk"]  # noqa: Y015
+    _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_action) -> _WhichOneofReturnType_action | None: ...
+
+Global___NextAction: _TypeAlias = NextAction  # noqa: Y015
+
+@_typing.final
+class RedirectToUrl(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    RETURN_URL_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    return_url: _builtins.str
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        return_url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["return_url", b"return_url", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedirectToUrl: _TypeAlias = RedirectToUrl  # noqa: Y015
+
+@_typing.final
+class UseStripeSdk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_SECRET_FIELD_NUMBER: _builtins.int
+    client_secret: _builtins.str
+    """The PaymentIntent's client secret: for the customer's browser only. It is never logged, traced or
+    stored by the service; replies carry it as fetched from the PSP.
+    """
+    def __init__(
+        self,
+        *,
+        client_secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_secret", b"client_secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UseStripeSdk: _TypeAlias = UseStripeSdk  # noqa: Y015
 
 @_typing.final
 class Refund(_message.Message):
