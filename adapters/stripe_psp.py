@@ -41,8 +41,16 @@ from server.app.psp import (
 from server.domain.finality import Rejection
 from server.domain.idempotency import Operation
 from server.domain.metadata import service_key
-from server.domain.model import Failure, PayoutDestination, StripeAccountDestination
+from server.domain.model import (
+    Failure,
+    NextAction,
+    PayoutDestination,
+    RedirectToUrl,
+    StripeAccountDestination,
+    UseStripeSdk,
+)
 from server.domain.money import Currency, Money
+from server.domain.refunds import REFUND_REASONS
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +307,8 @@ class StripeAdapter:
             "metadata": _metadata(refund_id=order.refund_id, payment_id=order.payment_id,
                                   idempotency_key=order.idempotency_key, reason=order.reason[:500]),
         }  # fmt: skip
+        if order.reason in REFUND_REASONS:  # refunds stored before the edge checked reasons keep them as metadata
+            params["reason"] = order.reason
         return await self._post("refund", "/v1/refunds", params, order.psp_key, _refund_outcome)
 
     async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome:
@@ -397,8 +407,20 @@ def _intent_outcome(answer: _Answer) -> PspOutcome:
     capturable = _amount_of(intent.get("amount_capturable"), currency)
     received = _amount_of(intent.get("amount_received"), currency)
     until = _capture_before(intent) if kind is OutcomeKind.AUTHORIZED else None
+    next_action = _next_action(intent) if kind is OutcomeKind.REQUIRES_ACTION else None
     return PspOutcome(kind, intent["id"], failure, answer.data, amount_capturable=capturable, amount_received=received,
-                      capturable_until=until)  # fmt: skip
+                      capturable_until=until, next_action=next_action)  # fmt: skip
+
+
+def _next_action(intent: dict[str, Any]) -> NextAction | None:
+    """What the customer must do: a redirect (3-D Secure with a return_url), else Stripe.js with the
+    intent's client secret, which goes to the caller and nowhere else."""
+    action = intent.get("next_action") or {}
+    redirect = action.get("redirect_to_url") if action.get("type") == "redirect_to_url" else None
+    if isinstance(redirect, dict) and redirect.get("url"):
+        return RedirectToUrl(url=str(redirect["url"]), return_url=str(redirect.get("return_url") or ""))
+    secret = intent.get("client_secret")
+    return UseStripeSdk(client_secret=secret) if isinstance(secret, str) and secret else None
 
 
 def _amount_of(stripe_amount: Any, currency: str) -> int | None:

@@ -16,7 +16,16 @@ from server.api.errors import error_status
 from server.app.store import StoredReply
 from server.domain.errors import ServiceError
 from server.domain.ids import IdKind, format_id
-from server.domain.model import CaptureMethod, Failure, Payment, Payout, Refund, SepaDestination
+from server.domain.model import (
+    CaptureMethod,
+    Failure,
+    Payment,
+    Payout,
+    RedirectToUrl,
+    Refund,
+    SepaDestination,
+    UseStripeSdk,
+)
 from server.domain.money import Money
 
 
@@ -55,6 +64,11 @@ def payment_pb(p: Payment) -> res.Payment:
         message.capture_method = res.CAPTURE_METHOD_MANUAL
     if p.amount_capturable and p.capturable_until is not None:
         message.capturable_until.CopyFrom(timestamp_pb(p.capturable_until))
+    if isinstance(p.next_action, RedirectToUrl):
+        message.next_action.redirect_to_url.url = p.next_action.url
+        message.next_action.redirect_to_url.return_url = p.next_action.return_url
+    elif isinstance(p.next_action, UseStripeSdk):
+        message.next_action.use_stripe_sdk.client_secret = p.next_action.client_secret
     return message
 
 

@@ -20,6 +20,7 @@ from server.domain.idempotency import fingerprint, key_problem
 from server.domain.ids import IdKind, MalformedId, parse_id
 from server.domain.model import CaptureMethod, PayoutDestination, SepaDestination, StripeAccountDestination
 from server.domain.money import Currency, Money, UnknownCurrency
+from server.domain.refunds import REFUND_REASONS
 from server.domain.sepa_scheme import (
     INSTANT_MAX_AMOUNT_MINOR,
     SEPA_CURRENCY,
@@ -208,7 +209,8 @@ def refund_command(req: svc.RefundRequest) -> RefundCommand:
     _key(v, req.idempotency_key)
     _payment_id(v, req.payment_id)
     amount = _money(v, "amount", req.amount) if req.HasField("amount") else None
-    _text(v, "reason", req.reason, MAX_TEXT)
+    if req.reason and req.reason not in REFUND_REASONS:
+        v.add("reason", f"must be empty or one of {', '.join(sorted(REFUND_REASONS))}", "INVALID_REASON")
     v.raise_if_any()
     return RefundCommand(
         idempotency_key=req.idempotency_key,

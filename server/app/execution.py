@@ -183,9 +183,12 @@ async def drive(
                  extra={"resource_id": public_id, "psp": resource.psp,
                         "failure_code": failure.code if failure else "",
                         "decline_code": failure.decline_code if failure else ""})  # fmt: skip
-    reply = StoredReply(0, encode(final), final=is_final(flow.resource_type, str(final.status)))
+    storable = flow.storable(final)
+    reply = StoredReply(0, encode(storable), final=is_final(flow.resource_type, str(final.status)))
     # Shielded: once the PSP has answered, the outcome is recorded even if the caller goes away.
     stored = await asyncio.shield(_record_outcome(store, started, transition, reply))
+    if storable is not final and stored == reply:  # ours was recorded: the caller also gets what is not stored
+        return Reply(0, encode(final), replayed=False)
     return Reply.of(stored, replayed=False)
 
 

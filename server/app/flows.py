@@ -31,6 +31,10 @@ class Flow(Protocol, Generic[R]):
 
     def apply(self, resource: R, transition: Transition) -> R: ...
 
+    def storable(self, resource: R) -> R:
+        """The resource as a stored reply may show it: without what only this answer may carry."""
+        ...
+
 
 def _transition(
     resource: Payment | Refund | Payout,
@@ -103,10 +107,19 @@ class PaymentFlow:
         if target is None:
             outcome = dataclasses.replace(outcome, kind=OutcomeKind.FAILED, failure=_UNKNOWN_OUTCOME)
             target = PaymentStatus.FAILED
-        return _transition(
+        transition = _transition(
             resource, self.resource_type, target, outcome, actor, at, f"psp:{outcome.kind}",
             facts=_payment_facts(resource, target, outcome),
         )  # fmt: skip
+        if outcome.next_action is None or target is not PaymentStatus.REQUIRES_ACTION:
+            return transition
+        if transition is None:  # already REQUIRES_ACTION: the answer still carries what the customer must do
+            status = str(resource.status)
+            transition = Transition(
+                resource=self.resource_type, resource_id=resource.id, client_id=resource.client_id,
+                from_status=status, to_status=status, actor=actor, reason=f"psp:{outcome.kind}", at=at,
+            )  # fmt: skip
+        return dataclasses.replace(transition, next_action=outcome.next_action)
 
     def in_progress(self, resource: Payment, actor: str, at: datetime) -> Transition | None:
         return _transition(
@@ -129,7 +142,11 @@ class PaymentFlow:
             changes["cancellation_reason"] = transition.cancellation_reason
         if transition.action_done is not None and resource.action and resource.action.key == transition.action_done:
             changes["action"] = None
-        return dataclasses.replace(applied, **changes) if changes else applied  # type: ignore[arg-type]
+        changes["next_action"] = transition.next_action
+        return dataclasses.replace(applied, **changes)  # type: ignore[arg-type]
+
+    def storable(self, resource: Payment) -> Payment:
+        return dataclasses.replace(resource, next_action=None) if resource.next_action else resource
 
 
 def _payment_facts(payment: Payment, target: PaymentStatus, outcome: PspOutcome) -> dict[str, object]:
@@ -194,6 +211,9 @@ class ActionFlow:
     def apply(self, resource: Payment, transition: Transition) -> Payment:
         return self._payments.apply(resource, transition)
 
+    def storable(self, resource: Payment) -> Payment:
+        return self._payments.storable(resource)
+
     def _finished(
         self, resource: Payment, transition: Transition | None, actor: str, at: datetime, reason: str
     ) -> Transition | None:
@@ -247,6 +267,9 @@ class RefundFlow:
     def apply(self, resource: Refund, transition: Transition) -> Refund:
         return _applied(resource, transition)
 
+    def storable(self, resource: Refund) -> Refund:
+        return resource
+
 
 class PayoutFlow:
     resource_type = ResourceType.PAYOUT
@@ -276,3 +299,6 @@ class PayoutFlow:
     def apply(self, resource: Payout, transition: Transition) -> Payout:
         data = {**resource.psp_data, **transition.psp_data}
         return dataclasses.replace(_applied(resource, transition), psp_data=data)
+
+    def storable(self, resource: Payout) -> Payout:
+        return resource

@@ -25,7 +25,7 @@ from server.app.psp import (
 )
 from server.app.replies import Reply, ReplyEncoder
 from server.app.resources import PspCall, executed_by, spec_for_kind, spec_of
-from server.app.store import OperationStore, ResourceReader, Started, StoredReply
+from server.app.store import Done, OperationStore, Pruned, ResourceReader, Started, StoredReply
 from server.domain.errors import FieldViolation, InvalidRequest, NotFound
 from server.domain.finality import may_resend
 from server.domain.idempotency import Operation
@@ -81,9 +81,7 @@ class Operations:
         begun = await begin_with_wait(
             lambda: self._store.begin_charge(claim, draft), ctx.deadline, self._policy, Operation.CHARGE
         )
-        return await answer_begun(
-            begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.PAYMENT)
-        )
+        return await self._answer(begun, cmd.idempotency_key, ctx, IdKind.PAYMENT)
 
     async def refund(self, cmd: RefundCommand, ctx: CallContext) -> Reply:
         at = self._now()
@@ -97,9 +95,7 @@ class Operations:
             lambda: self._store.begin_refund(claim, draft, cmd.amount, self._encoder.error),
             ctx.deadline, self._policy, Operation.REFUND,
         )  # fmt: skip
-        return await answer_begun(
-            begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.REFUND)
-        )
+        return await self._answer(begun, cmd.idempotency_key, ctx, IdKind.REFUND)
 
     async def capture(self, cmd: CaptureCommand, ctx: CallContext) -> Reply:
         payment_id = parse_id(IdKind.PAYMENT, cmd.payment_id_text)
@@ -108,9 +104,7 @@ class Operations:
             lambda: self._store.begin_capture(claim, payment_id, cmd.amount, cmd.final, self._encoder.error),
             ctx.deadline, self._policy, Operation.CAPTURE,
         )  # fmt: skip
-        return await answer_begun(
-            begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.PAYMENT)
-        )
+        return await self._answer(begun, cmd.idempotency_key, ctx, IdKind.PAYMENT)
 
     async def cancel(self, cmd: CancelCommand, ctx: CallContext) -> Reply:
         payment_id = parse_id(IdKind.PAYMENT, cmd.payment_id_text)
@@ -119,9 +113,7 @@ class Operations:
             lambda: self._store.begin_cancel(claim, payment_id, cmd.reason, self._encoder.error),
             ctx.deadline, self._policy, Operation.CANCEL,
         )  # fmt: skip
-        return await answer_begun(
-            begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.PAYMENT)
-        )
+        return await self._answer(begun, cmd.idempotency_key, ctx, IdKind.PAYMENT)
 
     async def payout(self, cmd: PayoutCommand, ctx: CallContext) -> Reply:
         provider = self._providers.for_payout(cmd.destination)
@@ -142,9 +134,11 @@ class Operations:
         begun = await begin_with_wait(
             lambda: self._store.begin_payout(claim, draft), ctx.deadline, self._policy, Operation.PAYOUT
         )
-        return await answer_begun(
-            begun, lambda started: self.resume(started, cmd.idempotency_key, ctx), self._rebuild(ctx, IdKind.PAYOUT)
-        )
+        return await self._answer(begun, cmd.idempotency_key, ctx, IdKind.PAYOUT)
+
+    async def _answer(self, begun: Started[Any] | Done | Pruned, key: str, ctx: CallContext, kind: IdKind) -> Reply:
+        """Phase 1's result answered: executed (or resumed) now, replayed, or rebuilt from current state."""
+        return await answer_begun(begun, lambda started: self.resume(started, key, ctx), self._rebuild(ctx, kind, key))
 
     # -- execution from stored data -------------------------------------------------------------
 
@@ -218,14 +212,28 @@ class Operations:
         stored = await self._store.record_outcome(started.lease, transition, reply)
         return Reply.of(stored, replayed=False)
 
-    def _rebuild(self, ctx: CallContext, kind: IdKind) -> Callable[[uuid.UUID | None], Awaitable[Reply]]:
-        """A reply rebuilt from the resource's current state, once the stored one was pruned."""
+    def _rebuild(self, ctx: CallContext, kind: IdKind, key: str) -> Callable[[uuid.UUID | None], Awaitable[Reply]]:
+        """A reply rebuilt from the resource's current state: the stored one was pruned, or showed a state
+        the PSP had not finished."""
         spec = spec_for_kind(kind)
 
         async def rebuild(resource_id: uuid.UUID | None) -> Reply:
             resource = await spec.load(self._reader, ctx.client_id, resource_id) if resource_id else None
             if resource is None:
                 raise NotFound(f"{spec.resource_type} not found")
+            if isinstance(resource, Payment) and resource.status is PaymentStatus.REQUIRES_ACTION:
+                resource = await self._with_next_action(resource, key, ctx)
             return Reply(0, spec.encode(self._encoder, resource), replayed=True)
 
         return rebuild
+
+    async def _with_next_action(self, payment: Payment, key: str, ctx: CallContext) -> Payment:
+        """What the customer must do is never stored (it can hold a client secret): the PSP is asked
+        again. Without an answer the reply shows the payment as stored, and a retry asks once more."""
+        try:
+            outcome = await self.look_up(payment, key, self._policy.psp_deadline(ctx.deadline))
+        except (PspUnavailableError, PspRejectedError):
+            return payment
+        if outcome.kind is not OutcomeKind.REQUIRES_ACTION:
+            return payment
+        return dataclasses.replace(payment, next_action=outcome.next_action)

@@ -15,7 +15,7 @@ from typing import Protocol
 from server.app.deadline import Deadline
 from server.domain.finality import Rejection
 from server.domain.idempotency import Operation
-from server.domain.model import Failure, PayoutDestination
+from server.domain.model import Failure, NextAction, PayoutDestination
 from server.domain.money import Money
 
 
@@ -41,6 +41,7 @@ class PspOutcome:
     amount_capturable: int | None = None
     amount_received: int | None = None
     capturable_until: datetime | None = None
+    next_action: NextAction | None = field(default=None, repr=False)  # REQUIRES_ACTION: for the caller only
 
 
 @dataclass(frozen=True, slots=True)

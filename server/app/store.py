@@ -15,7 +15,7 @@ from typing import Generic, Protocol, TypeVar
 
 from server.domain.errors import ServiceError
 from server.domain.idempotency import Operation
-from server.domain.model import Failure, Payment, Payout, Refund
+from server.domain.model import Failure, NextAction, Payment, Payout, Refund
 from server.domain.money import Money
 from server.domain.states import PaymentStatus, ResourceType
 
@@ -127,6 +127,8 @@ class Transition:
     capturable_until: datetime | None = None  # payments: when the PSP releases the authorization
     cancellation_reason: str | None = None  # payments: a cancel's reason
     action_done: str | None = None  # payments: the key of the capture or cancel this finishes
+    # payments: what the customer must do, for this answer only (never written: see Payment.next_action)
+    next_action: NextAction | None = field(default=None, repr=False)
     psp_data: dict[str, str] = field(default_factory=dict)
 
     def payment_facts(self) -> dict[str, object] | None:

@@ -38,6 +38,25 @@ class PaymentAction:
 
 
 @dataclass(frozen=True, slots=True)
+class RedirectToUrl:
+    """Send the customer's browser to `url` (e.g. a 3-D Secure challenge); the PSP returns it to
+    `return_url`."""
+
+    url: str
+    return_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class UseStripeSdk:
+    """Finish in the customer's browser with Stripe.js; the client secret is for that browser only."""
+
+    client_secret: str = field(repr=False)
+
+
+NextAction = RedirectToUrl | UseStripeSdk
+
+
+@dataclass(frozen=True, slots=True)
 class Payment:
     id: uuid.UUID
     client_id: str
@@ -63,6 +82,9 @@ class Payment:
     # The capture or cancel under way (one at a time, enforced by the payment's row): what every attempt
     # of it sends, and whose key finishes it.
     action: PaymentAction | None = None
+    # What the customer must do (REQUIRES_ACTION), as the PSP said in this very answer. Never stored: it
+    # can hold a client secret, so a later answer asks the PSP again.
+    next_action: NextAction | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,11 @@ def refundable_remaining(captured: int, refunded: int, reserved: int) -> int:
     return captured - refunded - reserved
 
 
+# Why a refund is made, as Stripe's `reason` takes it (Stripe API reference, Create a refund); a caller's
+# own words would be lost at the PSP, so anything else is refused at the edge.
+REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
+
+
 def decide_refund_amount(
     *,
     status: PaymentStatus,

@@ -140,14 +140,22 @@ def test_a_capture_whose_answer_was_lost_completes_on_retry_with_one_execution(s
         (cancel("bad-1", "pay_" + "0" * 32, reason="because"), "reason"),
         (capture("bad-2", "not-an-id"), "payment_id"),
         (capture("", "pay_" + "0" * 32), "idempotency_key"),
+        (
+            svc.RefundRequest(idempotency_key="bad-3", payment_id="pay_" + "0" * 32, reason="the customer asked"),
+            "reason",
+        ),  # refund reasons are Stripe's three
+        (charge("bad-4", return_url="http://shop.example/back"), "return_url"),
+        (charge("bad-5", return_url="https://user:pw@shop.example/back"), "return_url"),
     ],
 )
-def test_bad_capture_and_cancel_requests_are_refused_before_the_key(
-    server: ServerHarness, request_: object, field: str
-) -> None:
+def test_bad_lifecycle_requests_are_refused_before_the_key(server: ServerHarness, request_: object, field: str) -> None:
     def send() -> None:
         if isinstance(request_, svc.CancelPaymentRequest):
             server.stub.CancelPayment(request_, timeout=10)
+        elif isinstance(request_, svc.RefundRequest):
+            server.stub.Refund(request_, timeout=10)
+        elif isinstance(request_, svc.ChargeRequest):
+            server.stub.Charge(request_, timeout=10)
         else:
             assert isinstance(request_, svc.CapturePaymentRequest)
             server.stub.CapturePayment(request_, timeout=10)

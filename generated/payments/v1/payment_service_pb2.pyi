@@ -128,6 +128,7 @@ class RefundRequest(_message.Message):
     idempotency_key: _builtins.str
     payment_id: _builtins.str
     reason: _builtins.str
+    """Empty, or one of "duplicate", "fraudulent", "requested_by_customer" (Stripe's reasons)."""
     @_builtins.property
     def amount(self) -> _resources_pb2.Money:
         """Unset: refund all that remains. Must be in the payment's currency."""
