@@ -8,7 +8,7 @@ racing, exactly one is admitted, and the amount taken never exceeds what was aut
 from __future__ import annotations
 
 from server.domain.errors import PaymentNotCancelable, PaymentNotCapturable
-from server.domain.money import Money
+from server.domain.money import Money, amount_to_take
 from server.domain.states import PaymentStatus
 
 # Stripe's `cancellation_reason` values a caller may give (Stripe API reference, Cancel a PaymentIntent).
@@ -26,18 +26,7 @@ def decide_capture(
         )
     if action_under_way:
         raise PaymentNotCapturable("another capture or cancel of this payment is under way")
-    if requested is None:
-        if capturable <= 0:
-            raise PaymentNotCapturable("nothing remains to capture on this payment")
-        return capturable
-    if requested.currency != currency:
-        raise PaymentNotCapturable(
-            f"the capture must be in the payment's currency {currency}, not {requested.currency}"
-        )
-    if requested.amount_minor > capturable:
-        left = Money(max(capturable, 0), currency).format()
-        raise PaymentNotCapturable(f"the capture exceeds what is capturable ({left})")
-    return requested.amount_minor
+    return amount_to_take(requested, capturable, currency, what="capture", refuse=PaymentNotCapturable)
 
 
 def decide_cancel(*, status: PaymentStatus, action_under_way: bool) -> None:

@@ -7,6 +7,7 @@ units (Stripe sends ISK with two decimals) converts in its adapter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import iso4217
@@ -95,3 +96,20 @@ class Money:
         if exponent == 0:
             return f"{sign}{units} {self.currency}"
         return f"{sign}{units}.{minor:0{exponent}d} {self.currency}"
+
+
+def amount_to_take(
+    requested: Money | None, available: int, currency: str, *, what: str, refuse: Callable[[str], Exception]
+) -> int:
+    """How much of `available` (minor units of `currency`) a request takes: all of it when nothing is
+    asked, else the amount asked if it is in that currency and no more than that. `refuse` makes the
+    business error (a refund's, a capture's) from the reason; `what` names the operation in it."""
+    if requested is None:
+        if available <= 0:
+            raise refuse(f"nothing remains to {what} on this payment")
+        return available
+    if requested.currency != currency:
+        raise refuse(f"the {what} must be in the payment's currency {currency}, not {requested.currency}")
+    if requested.amount_minor > available:
+        raise refuse(f"the {what} exceeds what remains on the payment ({Money(max(available, 0), currency).format()})")
+    return requested.amount_minor

@@ -7,7 +7,7 @@ refunds on different servers cannot exceed it; this function decides which error
 from __future__ import annotations
 
 from server.domain.errors import PaymentNotRefundable, RefundExceedsRemaining
-from server.domain.money import Money
+from server.domain.money import Money, amount_to_take
 from server.domain.states import PaymentStatus
 
 
@@ -33,15 +33,4 @@ def decide_refund_amount(
     if status is not PaymentStatus.SUCCEEDED or captured <= 0:
         raise PaymentNotRefundable(f"only a succeeded payment can be refunded; this one is {status}")
     remaining = refundable_remaining(captured, refunded, reserved)
-    if requested is None:
-        if remaining <= 0:
-            raise RefundExceedsRemaining("nothing remains to refund on this payment")
-        return remaining
-    if requested.currency != currency:
-        raise RefundExceedsRemaining(
-            f"the refund must be in the payment's currency {currency}, not {requested.currency}"
-        )
-    if requested.amount_minor > remaining:
-        left = Money(max(remaining, 0), currency).format()
-        raise RefundExceedsRemaining(f"refund exceeds what remains on the payment ({left})")
-    return requested.amount_minor
+    return amount_to_take(requested, remaining, currency, what="refund", refuse=RefundExceedsRemaining)

@@ -247,6 +247,18 @@ def refund_claim(key: str) -> KeyClaim:
     return KeyClaim("c", key, Operation.REFUND, b"fp-" + key.encode(), 5.0, None)
 
 
+async def succeeded_payment(store: PostgresOperationStore, db: Database, *, reserved: int = 0) -> Payment:
+    """A charge of 1,000 that succeeded, with `reserved` already held by refunds in flight."""
+    payment = draft()
+    await store.begin_charge(claim(key=f"pay-{payment.id}"), payment)
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE payments SET status='SUCCEEDED', amount_captured=1000, amount_reserved=$2 WHERE id=$1",
+            payment.id, reserved,
+        )  # fmt: skip
+    return payment
+
+
 def unexpected_refusal(error: ServiceError) -> StoredReply:
     raise AssertionError(f"the refund should have been accepted: {error}")
 
@@ -259,13 +271,7 @@ async def test_a_refund_claimed_on_a_stale_read_writes_nothing_then_is_decided_u
     db = Database(await create_pool(database_url))
     try:
         store = PostgresOperationStore(db)
-        payment = draft()
-        await store.begin_charge(claim(key=f"pay-{payment.id}"), payment)
-        async with db.connection() as conn:
-            await conn.execute(
-                "UPDATE payments SET status='SUCCEEDED', amount_captured=1000, amount_reserved=300 WHERE id=$1",
-                payment.id,
-            )
+        payment = await succeeded_payment(store, db, reserved=300)
         # What another refund's reservation looks like to a reader who read just before it.
         stale = operations_store._REFUND_SNAPSHOT.replace(
             "amount_reserved,", "amount_reserved - 300 AS amount_reserved,"
@@ -292,10 +298,7 @@ async def test_a_refund_claim_is_one_statement_when_the_read_holds(database_url:
     db = Database(await create_pool(database_url))
     try:
         store = PostgresOperationStore(db)
-        payment = draft()
-        await store.begin_charge(claim(key=f"pay-{payment.id}"), payment)
-        async with db.connection() as conn:
-            await conn.execute("UPDATE payments SET status='SUCCEEDED', amount_captured=1000 WHERE id=$1", payment.id)
+        payment = await succeeded_payment(store, db)
         refund = refund_draft(payment)
         async with db.connection() as conn:
             begun = await store._claim_refund_as_read(conn, refund_claim("fresh"), refund, Money(250, "EUR"),
