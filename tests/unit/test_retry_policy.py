@@ -9,6 +9,8 @@ import pytest
 from adapters.retry import AttemptReport, RetryingProvider, RetryPolicy
 from server.app.deadline import Deadline
 from server.app.psp import (
+    CancelOrder,
+    CaptureOrder,
     ChargeOrder,
     Order,
     OutcomeKind,
@@ -50,6 +52,12 @@ class ScriptedPsp:
         raise NotImplementedError
 
     async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome:
+        raise NotImplementedError
+
+    async def capture(self, order: CaptureOrder, deadline: Deadline) -> PspOutcome:
+        raise NotImplementedError
+
+    async def cancel(self, order: CancelOrder, deadline: Deadline) -> PspOutcome:
         raise NotImplementedError
 
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
