@@ -23,9 +23,18 @@ from adapters.sandboxes.http_server import Latency
 from adapters.sandboxes.idempotency import ClaimOutcome, IdempotencyScope, IdempotencyStore
 from adapters.sandboxes.json_types import JsonDict, JsonValue
 from adapters.sandboxes.observations import ExecutionCounter, RequestLog
+from adapters.sandboxes.stripe_events import RequestOrigin
 from adapters.sandboxes.stripe_objects import Route, StripeLedger
 from adapters.sandboxes.stripe_resources import new_id
-from adapters.sandboxes.stripe_wire import ApiResponse, StripeApiError, error_body, invalid_request, parse_form
+from adapters.sandboxes.stripe_webhooks import WebhookSender
+from adapters.sandboxes.stripe_wire import (
+    ApiResponse,
+    StripeApiError,
+    error_body,
+    invalid_request,
+    json_bytes,
+    parse_form,
+)
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 MAX_LOGGED_REQUESTS = 10_000
@@ -109,20 +118,28 @@ class RequestRecord:
         return values
 
 
-def json_bytes(body: JsonDict) -> bytes:
-    """Stripe's JSON layout: indented, with a final newline."""
-    return (json.dumps(body, indent=2) + "\n").encode()
-
-
 def new_request_id() -> str:
     return new_id("req", 14)
 
 
 class StripeState:
-    """Everything the server threads share; each part carries its own lock."""
+    """Everything the server threads share; each part carries its own lock.
 
-    def __init__(self, *, settle_after_seconds: float, stripe_version: str, latency_seconds: float = 0.0) -> None:
-        self.ledger = StripeLedger(settle_after_seconds=settle_after_seconds)
+    ``webhooks``: the sender the account's events go to (by default one with no endpoint yet).
+    """
+
+    def __init__(
+        self,
+        *,
+        settle_after_seconds: float,
+        stripe_version: str,
+        latency_seconds: float = 0.0,
+        webhooks: WebhookSender | None = None,
+    ) -> None:
+        self.webhooks = webhooks or WebhookSender()
+        self.ledger = StripeLedger(
+            settle_after_seconds=settle_after_seconds, events=self.webhooks, api_version=stripe_version
+        )
         self.faults = FaultPlan()
         self.idempotency: IdempotencyStore[StoredResponse] = IdempotencyStore()
         self.executions = ExecutionCounter()
@@ -157,6 +174,7 @@ class StripeState:
         self.executions.clear()
         self.requests.clear()
         self.latency.reset()
+        self.webhooks.reset()
         with self._revoked_lock:
             self._revoked.clear()
 
@@ -218,7 +236,7 @@ class StripeApi:
             params = parse_form(request.body if request.method == "POST" else request.query)
         except StripeApiError as error:
             return self._result(request, error.response())
-        response = route.call(params)
+        response = route.call(params, RequestOrigin(request.request_id, request.idempotency_key))
         if response.executed and route.operation is not None:
             self._state.executions.record(route.operation, request.idempotency_key)
         return self._result(request, response, operation=route.operation)

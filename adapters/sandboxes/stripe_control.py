@@ -13,8 +13,10 @@ import re
 
 from adapters.sandboxes.faults import FaultKind
 from adapters.sandboxes.json_types import JsonDict, JsonValue
-from adapters.sandboxes.stripe_api import ApiRequest, Reply, StripeState, json_bytes
+from adapters.sandboxes.stripe_api import ApiRequest, Reply, StripeState
 from adapters.sandboxes.stripe_faults import make_fault
+from adapters.sandboxes.stripe_webhooks import WebhookEndpoint, generate_secret
+from adapters.sandboxes.stripe_wire import json_bytes
 
 CONTROL_PREFIX = "/_sandbox/"
 
@@ -44,6 +46,11 @@ class Control:
         if action == ("GET", "requests"):
             records: list[JsonValue] = [r.to_json() for r in state.requests.entries()]
             return 200, {"requests": records}
+        if action == ("GET", "webhooks"):
+            deliveries: list[JsonValue] = [d.to_json() for d in state.webhooks.deliveries()]
+            return 200, {"deliveries": deliveries}
+        if action == ("POST", "webhook"):
+            return 200, self._set_webhook(_json_object(request.body))
         if action == ("POST", "reset"):
             state.reset()
         elif action == ("POST", "latency"):
@@ -61,6 +68,15 @@ class Control:
             state.faults.clear()
         elif action == ("POST", "faults"):
             self._set_faults(_json_object(request.body))
+        elif action == ("POST", "webhooks/duplicate_next"):
+            state.webhooks.duplicate_next()
+        elif action == ("POST", "webhooks/hold_next"):
+            state.webhooks.hold_next()
+        elif action == ("POST", "webhooks/rates"):
+            rates = _json_object(request.body)
+            duplicate_rate = _json_number(rates, "duplicate_rate") or 0.0
+            reorder_rate = _json_number(rates, "reorder_rate") or 0.0
+            state.webhooks.set_rates(duplicate_rate, reorder_rate, _json_int(rates, "seed"))
         elif action == ("POST", "balance"):
             settings = _json_object(request.body)
             currency = _json_str(settings, "currency") or ""
@@ -71,6 +87,16 @@ class Control:
         else:
             return 404, {"error": {"message": f"no control endpoint {request.method} {request.path}"}}
         return 200, {"ok": True}
+
+    def _set_webhook(self, settings: dict[str, object]) -> JsonDict:
+        """Register the endpoint (a null url: none); without a secret one is made, and answered."""
+        url = _json_str(settings, "url")
+        if url is None:
+            self._state.webhooks.configure(None)
+            return {"url": None, "secret": None}
+        endpoint = WebhookEndpoint(url, _json_str(settings, "secret") or generate_secret())
+        self._state.webhooks.configure(endpoint)
+        return {"url": endpoint.url, "secret": endpoint.secret}
 
     def _set_faults(self, settings: dict[str, object]) -> None:
         if settings.get("clear") is True:

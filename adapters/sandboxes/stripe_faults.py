@@ -8,8 +8,8 @@ The faults themselves (kinds, scripted and random plans) are shared with the ban
 from __future__ import annotations
 
 from adapters.sandboxes.faults import DEFAULT_RETRY_AFTER_SECONDS, DEFAULT_STALL_SECONDS, Fault, FaultKind
-from adapters.sandboxes.stripe_api import ApiRequest, Reply, json_bytes
-from adapters.sandboxes.stripe_wire import error_body
+from adapters.sandboxes.stripe_api import ApiRequest, Reply
+from adapters.sandboxes.stripe_wire import error_body, json_bytes
 
 ANSWERING_FAULTS = frozenset({FaultKind.HTTP_500, FaultKind.HTTP_429, FaultKind.LOCK_TIMEOUT, FaultKind.HTTP_409})
 _RATE_LIMITED = "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."

@@ -2,9 +2,10 @@
 
 ``StripeLedger`` is the sandbox's single test-mode Stripe account. It knows nothing about HTTP,
 idempotency or faults (see ``stripe_sandbox``); it routes decoded parameters to the rules of each
-resource (``stripe_intents``, ``stripe_refunds``, ``stripe_transfers``), which turn them into
-Stripe-shaped answers and say whether each answer really executed an operation, so tests can prove
-exactly-once. It also settles asynchronous outcomes when their time comes. All money is ``int``
+resource (``stripe_intents``, ``stripe_refunds``, ``stripe_transfers``, ``stripe_reversals``), which
+turn them into Stripe-shaped answers and say whether each answer really executed an operation, so
+tests can prove exactly-once. It also settles asynchronous outcomes when their time comes, and stamps every change
+the rules announce as an Event (``stripe_events``) for the webhook sender. All money is ``int``
 minor units. Thread-safe: every handler runs under one lock.
 """
 
@@ -16,9 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adapters.sandboxes.stripe_intents import PaymentIntents
+from adapters.sandboxes.stripe_events import AUTOMATIC, EventSink, RequestOrigin, new_event
+from adapters.sandboxes.stripe_intents import Authentication, PaymentIntents
 from adapters.sandboxes.stripe_refunds import Refunds
-from adapters.sandboxes.stripe_resources import Handler, StripeAccount
+from adapters.sandboxes.stripe_resources import Handler, Render, StripeAccount
+from adapters.sandboxes.stripe_reversals import TransferReversals
 from adapters.sandboxes.stripe_transfers import Transfers
 from adapters.sandboxes.stripe_wire import ApiResponse, Params, StripeApiError
 
@@ -29,6 +32,7 @@ CAPTURE_PAYMENT_INTENT = "payment_intents.capture"
 CANCEL_PAYMENT_INTENT = "payment_intents.cancel"
 CREATE_REFUND = "refunds.create"
 CREATE_TRANSFER = "transfers.create"
+REVERSE_TRANSFER = "transfer_reversals.create"
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class Route:
     """A matched endpoint: ``operation`` names mutating endpoints for the counters (None for reads)."""
 
     operation: str | None
-    call: Callable[[Params], ApiResponse]
+    call: Callable[[Params, RequestOrigin], ApiResponse]
 
 
 @dataclass(frozen=True)
@@ -52,16 +56,23 @@ class StripeLedger:
 
     ``settle_after_seconds``: how long asynchronous outcomes (``pm_card_pendingRefund``,
     ``pm_card_refundFail``, ``pm_card_processing``) take before a read shows their final state.
+    ``events``: where the account's Events go (rendered only while it listens), in ``api_version``.
     """
 
-    def __init__(self, *, settle_after_seconds: float = 0.0) -> None:
+    def __init__(
+        self, *, settle_after_seconds: float = 0.0, events: EventSink | None = None, api_version: str = ""
+    ) -> None:
         self._settle_after = settle_after_seconds
+        self._events = events
+        self._api_version = api_version
+        self._origin = AUTOMATIC  # the API request being executed, for the events it causes
         self._lock = threading.RLock()
         self._account = StripeAccount()
         self._settlements: list[tuple[float, str, str]] = []
-        self._intents = PaymentIntents(self._account, self._schedule)
-        self._refunds = Refunds(self._account, self._schedule)
-        self._transfers = Transfers(self._account, self._schedule)
+        self._intents = PaymentIntents(self._account, self._schedule, self._publish)
+        self._refunds = Refunds(self._account, self._schedule, self._publish)
+        self._transfers = Transfers(self._account, self._schedule, self._publish)
+        self._reversals = TransferReversals(self._account, self._schedule, self._publish)
         self._routes = self._route_specs()
 
     def route(self, method: str, path: str) -> Route | None:
@@ -86,6 +97,27 @@ class StripeLedger:
             else:
                 raise ValueError(f"no payment intent or refund {object_id!r}")
 
+    def settle_due(self) -> None:
+        """Apply every asynchronous outcome whose time has come (every request does so first, too)."""
+        with self._lock:
+            self._settle_due()
+
+    def set_public_url(self, url: str) -> None:
+        """Where the sandbox is reached, for the 3-D Secure page URLs that ``next_action`` shows."""
+        with self._lock:
+            self._intents.challenge_base_url = url
+
+    def knows_challenge(self, source: str) -> bool:
+        """Whether ``source`` is a 3-D Secure page this account ever asked for."""
+        with self._lock:
+            return source in self._account.challenges
+
+    def authenticate(self, source: str, passed: bool) -> Authentication:
+        """The customer's answer on the 3-D Secure page ``source``; KeyError if there is no such page."""
+        with self._lock:
+            self._settle_due()
+            return self._intents.authenticate(source, passed)
+
     def set_available_balance(self, currency: str, amount: int | None) -> None:
         """Limit the platform balance that transfers draw from (None: unlimited, the default)."""
         with self._lock:
@@ -100,19 +132,30 @@ class StripeLedger:
             self._account.clear()
             self._settlements.clear()
 
-    def _bind(self, handler: Handler, path_id: str) -> Callable[[Params], ApiResponse]:
-        def call(params: Params) -> ApiResponse:
+    def _bind(self, handler: Handler, path_id: str) -> Callable[[Params, RequestOrigin], ApiResponse]:
+        def call(params: Params, origin: RequestOrigin) -> ApiResponse:
             with self._lock:
                 self._settle_due()
+                self._origin = origin
                 try:
                     return handler(params, path_id)
                 except StripeApiError as error:
                     return error.response()
+                finally:
+                    self._origin = AUTOMATIC
 
         return call
 
+    def _publish(self, event_type: str, render: Render) -> None:
+        """Stamp a change the rules announce as an Event; called under the lock, so events keep its order."""
+        events = self._events
+        if events is not None and events.listening():
+            event = new_event(event_type, render(), api_version=self._api_version, origin=self._origin)
+            events.publish(event)
+
     def _route_specs(self) -> list[_RouteSpec]:
         pi, intents, refunds, transfers = r"/v1/payment_intents", self._intents, self._refunds, self._transfers
+        tr = r"/v1/transfers"
         specs: list[tuple[str, str, str | None, Handler]] = [
             ("POST", pi, CREATE_PAYMENT_INTENT, intents.create),
             ("GET", pi, None, intents.list_all),
@@ -125,9 +168,11 @@ class StripeLedger:
             ("POST", r"/v1/refunds", CREATE_REFUND, refunds.create),
             ("GET", r"/v1/refunds", None, refunds.list_all),
             ("GET", r"/v1/refunds/([^/]+)", None, refunds.retrieve),
-            ("POST", r"/v1/transfers", CREATE_TRANSFER, transfers.create),
-            ("GET", r"/v1/transfers", None, transfers.list_all),
-            ("GET", r"/v1/transfers/([^/]+)", None, transfers.retrieve),
+            ("POST", tr, CREATE_TRANSFER, transfers.create),
+            ("GET", tr, None, transfers.list_all),
+            ("GET", tr + r"/([^/]+)", None, transfers.retrieve),
+            ("POST", tr + r"/([^/]+)/reversals", REVERSE_TRANSFER, self._reversals.create),
+            ("GET", tr + r"/([^/]+)/reversals", None, self._reversals.list_all),
         ]
         return [_RouteSpec(m, re.compile(p), op, h) for m, p, op, h in specs]
 

@@ -1,8 +1,9 @@
 """Refunds by Stripe's rules, for the offline sandbox: full or partial, pending and failing ones.
 
-A refund draws on a charge's captured amount; the test cards ``pm_card_pendingRefund`` and
-``pm_card_refundFail`` make it settle later (``schedule``), and a failed or canceled refund gives
-the money back to the charge. The ledger (``stripe_objects``) routes to these rules under its lock.
+A refund draws on a charge's captured amount only (an authorization is released by canceling, not
+refunded); the test cards ``pm_card_pendingRefund`` and ``pm_card_refundFail`` make it settle later
+(``schedule``), and a failed or canceled refund gives the money back to the charge. Each change is
+announced as an Event. The ledger (``stripe_objects``) routes to these rules under its lock.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from adapters.sandboxes.stripe_wire import (
     ApiResponse,
     Params,
     check_units,
+    check_within,
     enum_param,
-    format_minor,
     integer_param,
     invalid_request,
     metadata_param,
@@ -69,14 +70,7 @@ class Refunds(AccountRules):
             )
         amount = remaining if requested is None else requested
         check_units(amount, charge.currency)
-        if amount > remaining:
-            raise invalid_request(
-                f"Refund amount ({format_minor(amount, charge.currency)}) is greater than unrefunded amount "
-                f"on charge ({format_minor(remaining, charge.currency)})",
-                param="amount",
-                code="amount_too_large",
-                stored=True,
-            )
+        check_within(amount, remaining, charge.currency, taken="Refund", left="unrefunded amount on charge")
         refund = Refund(
             id=new_id("re"),
             created=int(time.time()),
@@ -92,6 +86,7 @@ class Refunds(AccountRules):
         self._account.refunds[refund.id] = refund
         if charge.card.refund_settles_to is not None:
             self._schedule(refund.id, charge.card.refund_settles_to)
+        self._announce(refund, "refund.created")
         return ApiResponse(200, render_refund(refund), executed=True)
 
     def _refundable_charge(self, params: Params) -> Charge:
@@ -106,17 +101,26 @@ class Refunds(AccountRules):
             intent = self._account.intents.get(intent_id)
             if intent is None:
                 raise resource_missing("payment_intent", intent_id, param="payment_intent", status=400)
-            charge_id = intent.latest_charge if intent.status == "succeeded" else None
-            if charge_id is None:
+            captured = self._account.charges.get(intent.latest_charge or "")
+            if captured is None or captured.amount_captured == 0:
                 raise invalid_request(
                     f"This PaymentIntent ({intent_id}) does not have a successful charge to refund.",
                     param="payment_intent",
                     code="payment_intent_unexpected_state",
                     stored=True,
                 )
+            return captured
         charge = self._account.charges.get(charge_id or "")
         if charge is None:
             raise resource_missing("charge", charge_id or "", param="charge", status=400)
+        if charge.amount_captured == 0:
+            raise invalid_request(
+                f"Charge {charge.id} has no captured funds to refund. To release an uncaptured payment, "
+                "cancel its PaymentIntent.",
+                param="charge",
+                code="charge_not_refundable",
+                stored=True,
+            )
         return charge
 
     def transition(self, refund: Refund, status: str) -> None:
@@ -127,6 +131,12 @@ class Refunds(AccountRules):
         if status in ("failed", "canceled"):
             refund.failure_reason = "expired_or_canceled_card" if status == "failed" else None
             self._account.charges[refund.charge].amount_refunded -= refund.amount  # the money comes back
+        self._announce(refund, "refund.updated")
+        if status == "failed":
+            self._announce(refund, "refund.failed")
+
+    def _announce(self, refund: Refund, event_type: str) -> None:
+        self._publish(event_type, lambda: render_refund(refund))
 
     def retrieve(self, params: Params, refund_id: str) -> ApiResponse:
         return _READS.retrieve(params, self._account.refunds, refund_id)

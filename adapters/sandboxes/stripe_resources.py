@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import string
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from adapters.sandboxes.json_types import JsonDict, JsonValue
 from adapters.sandboxes.stripe_wire import ApiResponse, Decline, Params, TestCard
@@ -21,6 +21,12 @@ Handler = Callable[[Params, str], ApiResponse]
 """One endpoint's rule: decoded parameters and the id in the path ("" if none) to Stripe's answer."""
 Schedule = Callable[[str, str], None]
 """Asks the ledger to move an object (by id) to a status once ``settle_after_seconds`` have passed."""
+Render = Callable[[], JsonDict]
+"""Renders a changed object as the API would return it; only called while a webhook endpoint listens."""
+Publish = Callable[[str, Render], None]
+"""Announces a change as an Event of the given type (``payment_intent.succeeded``) about the rendered object."""
+
+AUTHORIZATION_VALID_SECONDS = 7 * 24 * 3600  # an uncaptured card payment is capturable for 7 days
 
 
 def new_id(prefix: str, length: int = 24) -> str:
@@ -42,6 +48,7 @@ class Charge:
     amount_captured: int = 0
     amount_refunded: int = 0
     failure: Decline | None = None
+    capture_before: int | None = None  # manual capture only: when the authorization lapses
 
 
 @dataclass
@@ -67,7 +74,13 @@ class PaymentIntent:
     next_action: JsonDict | None = None
     canceled_at: int | None = None
     cancellation_reason: str | None = None
+    challenge: str | None = None  # the open 3-D Secure challenge (its source id) while requires_action
     client_secret: str = field(default_factory=lambda: secrets.token_hex(12))
+
+    @property
+    def full_client_secret(self) -> str:
+        """The ``client_secret`` as Stripe shows it: ``pi_…_secret_…``."""
+        return f"{self.id}_secret_{self.client_secret}"
 
 
 @dataclass
@@ -95,6 +108,20 @@ class Transfer:
     metadata: dict[str, str]
     transfer_group: str | None
     source_transaction: str | None
+    reversals: list[TransferReversal] = field(default_factory=list)
+
+
+@dataclass
+class TransferReversal:
+    """Fields in the order of Stripe's JSON, which ``render_transfer_reversal`` keeps."""
+
+    id: str
+    amount: int
+    created: int
+    currency: str
+    description: str | None
+    metadata: dict[str, str]
+    transfer: str
 
 
 @dataclass
@@ -107,19 +134,23 @@ class StripeAccount:
     transfers: dict[str, Transfer] = field(default_factory=dict)
     cards: dict[str, TestCard] = field(default_factory=dict)
     available: dict[str, int] = field(default_factory=dict)
+    challenges: dict[str, str] = field(default_factory=dict)  # 3-D Secure source id -> payment intent id
 
     def clear(self) -> None:
         """Forget every object, as a fresh test-mode account."""
+        self.challenges.clear()
         for store in (self.intents, self.charges, self.refunds, self.transfers, self.cards, self.available):
             store.clear()
 
 
 class AccountRules:
-    """The base of each resource's rules: the account's objects, and the ledger's settlement schedule."""
+    """The base of each resource's rules: the account's objects, the ledger's settlement schedule, and
+    where the rules announce each change (an Event)."""
 
-    def __init__(self, account: StripeAccount, schedule: Schedule) -> None:
+    def __init__(self, account: StripeAccount, schedule: Schedule, publish: Publish) -> None:
         self._account = account
         self._schedule = schedule
+        self._publish = publish
 
 
 # ------------------------------------------------------------------------------------------ rendering
@@ -143,10 +174,17 @@ def render_charge(charge: Charge) -> JsonDict:
         "paid": charge.status == "succeeded",
         "payment_intent": charge.payment_intent,
         "payment_method": charge.payment_method,
-        "payment_method_details": {"type": "card", "card": render_card(charge.card)},
+        "payment_method_details": {"type": "card", "card": _charged_card(charge)},
         "refunded": charge.captured and charge.amount_refunded >= charge.amount_captured,
         "status": charge.status,
     }
+
+
+def _charged_card(charge: Charge) -> JsonDict:
+    card = render_card(charge.card)
+    if charge.capture_before is not None:
+        card["capture_before"] = charge.capture_before
+    return card
 
 
 def render_card(card: TestCard) -> JsonDict:
@@ -178,17 +216,34 @@ def render_transfer(transfer: Transfer) -> JsonDict:
         "id": transfer.id,
         "object": "transfer",
         "amount": transfer.amount,
-        "amount_reversed": 0,
+        "amount_reversed": reversed_amount(transfer),
         "created": transfer.created,
         "currency": transfer.currency,
         "description": transfer.description,
         "destination": transfer.destination,
         "livemode": False,
         "metadata": json_map(transfer.metadata),
-        "reversed": False,
+        "reversals": {
+            "object": "list",
+            "data": [render_transfer_reversal(reversal) for reversal in reversed(transfer.reversals)],
+            "has_more": False,
+            "total_count": len(transfer.reversals),
+            "url": f"/v1/transfers/{transfer.id}/reversals",
+        },
+        "reversed": reversed_amount(transfer) >= transfer.amount,
         "source_transaction": transfer.source_transaction,
         "transfer_group": transfer.transfer_group,
     }
+
+
+def reversed_amount(transfer: Transfer) -> int:
+    """How much of a transfer its reversals took back."""
+    return sum(reversal.amount for reversal in transfer.reversals)
+
+
+def render_transfer_reversal(reversal: TransferReversal) -> JsonDict:
+    fields = asdict(reversal)
+    return {"id": fields.pop("id"), "object": "transfer_reversal", **fields}
 
 
 def json_map(values: dict[str, str]) -> JsonDict:

@@ -8,13 +8,16 @@ operation really executed, which is what proves exactly-once.
 
 This module is the HTTP surface: the request handler that applies faults, and ``StripeSandbox``, the
 Python API. Behind it: ``stripe_api`` (auth, idempotency), ``stripe_objects`` (the account's rules),
-``stripe_control`` (``/_sandbox/`` control endpoints, no API key needed), ``http_server`` (threads,
-keep-alive, RST aborts). Standard library only.
+``stripe_control`` (``/_sandbox/`` control endpoints, no API key needed), ``stripe_challenge`` (the
+3-D Secure page), ``stripe_webhooks`` (signed events to a registered endpoint), ``http_server``
+(threads, keep-alive, RST aborts). Standard library only.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
+from typing import Self
 from urllib.parse import urlsplit
 
 from adapters.sandboxes import listen_arguments, run_until_signalled
@@ -31,12 +34,16 @@ from adapters.sandboxes.stripe_api import (
     new_request_id,
     record_of,
 )
+from adapters.sandboxes.stripe_challenge import ChallengePage
 from adapters.sandboxes.stripe_control import CONTROL_PREFIX, Control
 from adapters.sandboxes.stripe_faults import ANSWERING_FAULTS, fault_reply, make_fault
+from adapters.sandboxes.stripe_intents import CHALLENGE_PATH
+from adapters.sandboxes.stripe_webhooks import WebhookDelivery, WebhookEndpoint, WebhookSender, generate_secret
 
-__all__ = ["FaultKind", "RequestRecord", "StripeSandbox", "main", "serve_forever"]
+__all__ = ["FaultKind", "RequestRecord", "StripeSandbox", "WebhookDelivery", "main", "serve_forever"]
 
 DEFAULT_STRIPE_VERSION = "2026-10-28.endive"  # the version stripe 16.1.0 pins
+SETTLE_TICK_SECONDS = 0.05  # how late an asynchronous outcome (and its webhook) may come, at most
 
 
 class _Handler(SandboxHandler[StripeState]):
@@ -53,6 +60,9 @@ class _Handler(SandboxHandler[StripeState]):
     def dispatch(self) -> None:
         state = self.state
         request = self._read_request()
+        if request.path.startswith(CHALLENGE_PATH):
+            self._send(ChallengePage(state.ledger).handle(request))
+            return
         if request.path.startswith(CONTROL_PREFIX):
             self._send(Control(state).handle(request))
             return
@@ -115,6 +125,12 @@ class StripeSandbox(HostedSandbox[StripeState]):
     127.0.0.1 on a free port by default, serves on a daemon thread and is safe to drive from any thread.
     ``latency_seconds``: every API request is held that long before it is handled (a sleeping thread,
     no CPU), like a real PSP's response time; 0 answers at once.
+
+    Webhooks: with ``webhook_url`` (and its signing ``webhook_secret``, e.g. from
+    ``generate_webhook_secret()``) every PaymentIntent, Refund and Transfer change is POSTed there as
+    Stripe's signed Event, by a sender thread that lives as long as the sandbox runs. Like Stripe it
+    may deliver an event twice (``webhook_duplicate_rate``) or late (``webhook_reorder_rate``), seeded
+    by ``webhook_seed``; both are 0 by default.
     """
 
     def __init__(
@@ -125,11 +141,88 @@ class StripeSandbox(HostedSandbox[StripeState]):
         settle_after_seconds: float = 0.0,
         stripe_version: str = DEFAULT_STRIPE_VERSION,
         latency_seconds: float = 0.0,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        webhook_duplicate_rate: float = 0.0,
+        webhook_reorder_rate: float = 0.0,
+        webhook_seed: int | None = None,
     ) -> None:
+        endpoint = None
+        if webhook_url is not None:
+            if webhook_secret is None:
+                raise ValueError("webhook_url needs its webhook_secret (see generate_webhook_secret())")
+            endpoint = WebhookEndpoint(webhook_url, webhook_secret)
+        webhooks = WebhookSender(
+            endpoint, duplicate_rate=webhook_duplicate_rate, reorder_rate=webhook_reorder_rate, seed=webhook_seed
+        )
         state = StripeState(
-            settle_after_seconds=settle_after_seconds, stripe_version=stripe_version, latency_seconds=latency_seconds
+            settle_after_seconds=settle_after_seconds,
+            stripe_version=stripe_version,
+            latency_seconds=latency_seconds,
+            webhooks=webhooks,
         )
         super().__init__((host, port), state, _Handler, label="Stripe sandbox", stopping=state.stopping)
+        self._settler: threading.Thread | None = None
+
+    def start(self) -> Self:
+        """Serve in the background, settle asynchronous outcomes on time, send webhooks; returns self."""
+        super().start()
+        self._state.ledger.set_public_url(self.url)
+        self._state.webhooks.start()
+        self._settler = threading.Thread(target=self._settle, name="stripe-sandbox-settler", daemon=True)
+        self._settler.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, settling and sending webhooks (a delivery in flight is aborted). Idempotent."""
+        super().stop()  # sets ``stopping``, which ends the settler
+        if self._settler is not None:
+            self._settler.join(timeout=5)
+            self._settler = None
+        self._state.webhooks.stop()
+
+    def _settle(self) -> None:
+        """Without this, a processing payment or a pending refund would settle (and announce it) only
+        when the next API request arrives; Stripe settles them, and sends their webhooks, on its own."""
+        while not self._state.stopping.wait(SETTLE_TICK_SECONDS):
+            self._state.ledger.settle_due()
+
+    # ------------------------------------------------------------------------------------ webhooks
+
+    @staticmethod
+    def generate_webhook_secret() -> str:
+        """A fresh signing secret, ``whsec_`` and 32 random characters."""
+        return generate_secret()
+
+    def set_webhook(self, url: str | None, secret: str | None = None) -> str | None:
+        """Send every later event to ``url`` (None: to nobody), signed with ``secret`` (made if None).
+
+        Returns the secret in use, to verify with ``stripe.Webhook.construct_event``.
+        """
+        if url is None:
+            self._state.webhooks.configure(None)
+            return None
+        endpoint = WebhookEndpoint(url, secret or generate_secret())
+        self._state.webhooks.configure(endpoint)
+        return endpoint.secret
+
+    def set_webhook_rates(self, duplicate_rate: float, reorder_rate: float, seed: int | None = None) -> None:
+        """Deliver each event twice with ``duplicate_rate`` and late with ``reorder_rate`` (0..1, seeded)."""
+        self._state.webhooks.set_rates(duplicate_rate, reorder_rate, seed)
+
+    def duplicate_next_webhook(self) -> None:
+        """Deliver the next event twice: two full deliveries, same event id, same payload."""
+        self._state.webhooks.duplicate_next()
+
+    def hold_next_webhook(self) -> None:
+        """Hold the next event back and deliver it right after the event that follows it."""
+        self._state.webhooks.hold_next()
+
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """Every finished delivery (event id, type, last status, attempts), oldest first."""
+        return self._state.webhooks.deliveries()
+
+    # -------------------------------------------------------------------------------------- faults
 
     def inject(
         self,
@@ -211,18 +304,41 @@ class StripeSandbox(HostedSandbox[StripeState]):
         self._state.revoke(api_key)
 
     def reset(self) -> None:
-        """Forget objects, idempotency keys, faults, counters, revocations and the request log; the
-        latency goes back to the one the sandbox was started with."""
+        """Forget objects, idempotency keys, faults, counters, revocations, the request log and webhook
+        deliveries; the latency and the webhook endpoint go back to the ones the sandbox was made with."""
         self._state.reset()
 
 
 def serve_forever(
-    host: str = "127.0.0.1", port: int = 12111, *, settle_after_seconds: float = 0.0, latency_seconds: float = 0.0
+    host: str = "127.0.0.1",
+    port: int = 12111,
+    *,
+    settle_after_seconds: float = 0.0,
+    latency_seconds: float = 0.0,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
 ) -> None:
-    """Run the sandbox in the foreground until interrupted (for ``payments sandbox``)."""
-    sandbox = StripeSandbox(host, port, settle_after_seconds=settle_after_seconds, latency_seconds=latency_seconds)
+    """Run the sandbox in the foreground until interrupted (for ``payments sandbox``).
+
+    With ``webhook_url`` and no ``webhook_secret`` a secret is made and printed, as ``stripe listen``
+    prints its own: the receiver needs it, and nobody else knows it. A given secret is never printed.
+    """
+    generated = webhook_url is not None and webhook_secret is None
+    if generated:
+        webhook_secret = StripeSandbox.generate_webhook_secret()
+    sandbox = StripeSandbox(
+        host,
+        port,
+        settle_after_seconds=settle_after_seconds,
+        latency_seconds=latency_seconds,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+    )
     sandbox.start()
     print(f"Stripe sandbox listening on {sandbox.url} (control API under {CONTROL_PREFIX})", flush=True)
+    if webhook_url is not None:
+        signed = f"signed with the new secret {webhook_secret}" if generated else "signed with the given secret"
+        print(f"Webhooks to {webhook_url}, {signed}", flush=True)
     run_until_signalled(sandbox)
 
 
@@ -231,10 +347,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = listen_arguments("Offline Stripe-compatible sandbox", 12111)
     parser.add_argument("--settle-after-seconds", type=float, default=0.0)
     parser.add_argument("--latency-seconds", type=float, default=0.0, help="hold every API request this long")
-    args = parser.parse_args(argv)
-    serve_forever(
-        args.host, args.port, settle_after_seconds=args.settle_after_seconds, latency_seconds=args.latency_seconds
-    )
+    parser.add_argument("--webhook-url", default=None, help="POST every event there, signed as Stripe signs")
+    parser.add_argument("--webhook-secret", default=None, help="the whsec_ signing secret (default: a new one)")
+    options = vars(parser.parse_args(argv))  # every option but where to listen is serve_forever's keyword
+    serve_forever(options.pop("host"), options.pop("port"), **options)
     return 0
 
 

@@ -1,8 +1,8 @@
 """Transfers to connected accounts by Stripe's rules, for the offline sandbox (payouts to sellers).
 
 A transfer needs an ``acct_…`` destination and, when the test sets a balance cap, enough available
-balance (``balance_insufficient`` otherwise, as Stripe answers). The ledger (``stripe_objects``)
-routes to these rules under its lock.
+balance (``balance_insufficient`` otherwise, as Stripe answers); reversals take it back
+(``stripe_reversals``). The ledger (``stripe_objects``) routes to these rules under its lock.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ class Transfers(AccountRules):
             source_transaction=string_param(params, "source_transaction"),
         )
         self._account.transfers[transfer.id] = transfer
+        self._publish("transfer.created", lambda: render_transfer(transfer))
         return ApiResponse(200, render_transfer(transfer), executed=True)
 
     def retrieve(self, params: Params, transfer_id: str) -> ApiResponse:

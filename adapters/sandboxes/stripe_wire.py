@@ -8,6 +8,7 @@ nothing here ever produces a float.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,11 @@ ParamValue: TypeAlias = str | list["ParamValue"] | dict[str, "ParamValue"]
 Params: TypeAlias = dict[str, ParamValue]
 
 DOC_URL_BASE = "https://stripe.com/docs/error-codes/"
+
+
+def json_bytes(body: JsonDict) -> bytes:
+    """Stripe's JSON layout: indented, with a final newline."""
+    return (json.dumps(body, indent=2) + "\n").encode()
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -455,6 +461,21 @@ def check_units(amount: int, currency: str) -> None:
             f"Invalid amount: {currency.upper()} amounts must end in 0 (rounded to the nearest ten).",
             param="amount",
             code="invalid_amount",
+        )
+
+
+def check_within(amount: int, remaining: int, currency: str, *, taken: str, left: str) -> None:
+    """Stripe's ``amount_too_large`` for taking back more than is left (a refund, a transfer reversal).
+
+    Stored under the idempotency key: the request did begin executing against the object.
+    """
+    if amount > remaining:
+        raise invalid_request(
+            f"{taken} amount ({format_minor(amount, currency)}) is greater than {left} "
+            f"({format_minor(remaining, currency)})",
+            param="amount",
+            code="amount_too_large",
+            stored=True,
         )
 
 
