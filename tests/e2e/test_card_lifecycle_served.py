@@ -1,0 +1,156 @@
+"""The card payment lifecycle through `payments serve` and the Stripe adapter, against the Stripe
+sandbox (or any Stripe-compatible server, as the sandbox speaks Stripe's API): authorize, capture part,
+refund; authorize, cancel; 3-D Secure finished in a browser; a Capture/Cancel race."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from adapters.sandboxes.stripe_sandbox import StripeSandbox
+from payments.v1 import payment_service_pb2 as svc
+from payments.v1 import resources_pb2 as res
+from server.api.client import PaymentStub, payment_stub
+from server.domain.idempotency import Operation, psp_idempotency_key
+from tests.support.chaos import ServeProcess, client_channel, wait_for
+from tests.support.requests import cancel, capture, charge, error_reason, refund
+
+RETURN_URL = "https://shop.example/checkout/return"
+KEY = "sk_test_lifecycle"
+
+
+@pytest.fixture
+def served(database_url: str, tmp_path: Path) -> Iterator[tuple[PaymentStub, StripeSandbox]]:
+    with StripeSandbox() as sandbox:
+        env = {"PAYMENTS_STRIPE_API_KEY": KEY, "PAYMENTS_STRIPE_API_BASE": sandbox.url}
+        server = ServeProcess(database_url, tmp_path / "serve.log", env=env)
+        server.start()
+        try:
+            with client_channel(server.target) as channel:
+                yield payment_stub(channel), sandbox
+        finally:
+            server.close()
+
+
+def stripe_intent(sandbox: StripeSandbox, intent_id: str) -> dict[str, object]:
+    """The PaymentIntent as Stripe's API shows it."""
+    answer = httpx.get(f"{sandbox.url}/v1/payment_intents/{intent_id}", headers={"Authorization": f"Bearer {KEY}"})
+    answer.raise_for_status()
+    intent: dict[str, object] = answer.json()
+    return intent
+
+
+def get(stub: PaymentStub, payment_id: str) -> res.Payment:
+    return stub.GetPayment(svc.GetPaymentRequest(id=payment_id), timeout=10).payment
+
+
+def test_authorize_capture_part_then_refund_the_captured_amount(
+    served: tuple[PaymentStub, StripeSandbox],
+) -> None:
+    stub, sandbox = served
+    payment = stub.Charge(charge("life-1", amount=5000, manual=True), timeout=30).payment
+    assert payment.status == res.PAYMENT_STATUS_REQUIRES_CAPTURE
+    assert payment.amount_capturable.amount_minor == 5000
+    assert payment.capturable_until.seconds > payment.create_time.seconds + 6 * 86400  # Stripe's 7-day hold
+    captured = stub.CapturePayment(capture("life-1-c", payment.id, 3000), timeout=30).payment
+    assert captured.status == res.PAYMENT_STATUS_SUCCEEDED
+    assert (captured.amount_captured.amount_minor, captured.amount_capturable.amount_minor) == (3000, 0)
+    intent = stripe_intent(sandbox, payment.psp_reference)
+    assert (intent["status"], intent["amount_received"]) == ("succeeded", 3000)
+    refunded = stub.Refund(refund("life-1-r", payment.id), timeout=30).refund
+    assert refunded.amount.amount_minor == 3000
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.CapturePayment(capture("life-1-c2", payment.id), timeout=30)
+    assert error_reason(caught.value) == "PAYMENT_NOT_CAPTURABLE"
+
+
+def test_authorize_then_cancel(served: tuple[PaymentStub, StripeSandbox]) -> None:
+    stub, sandbox = served
+    payment = stub.Charge(charge("life-2", manual=True), timeout=30).payment
+    canceled = stub.CancelPayment(cancel("life-2-x", payment.id, "abandoned"), timeout=30).payment
+    assert canceled.status == res.PAYMENT_STATUS_CANCELED
+    assert canceled.cancellation_reason == "abandoned"
+    intent = stripe_intent(sandbox, payment.psp_reference)
+    assert (intent["status"], intent["cancellation_reason"]) == ("canceled", "abandoned")
+
+
+def test_capture_and_cancel_race_through_stripe(served: tuple[PaymentStub, StripeSandbox]) -> None:
+    stub, sandbox = served
+    payment = stub.Charge(charge("life-3", manual=True), timeout=30).payment
+
+    def attempt(n: int) -> str:
+        try:
+            if n % 2:
+                stub.CapturePayment(capture(f"life-3-{n}", payment.id), timeout=30)
+            else:
+                stub.CancelPayment(cancel(f"life-3-{n}", payment.id), timeout=30)
+        except grpc.RpcError as exc:
+            return error_reason(exc)
+        return "OK"
+
+    with ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(attempt, range(50)))
+    assert answers.count("OK") == 1, answers
+    winner = answers.index("OK")
+    operation = Operation.CAPTURE if winner % 2 else Operation.CANCEL
+    executions = [
+        sandbox.executions_for_key(psp_idempotency_key("default", f"life-3-{n}", op))
+        for n in range(50) for op in (Operation.CAPTURE, Operation.CANCEL)
+    ]  # fmt: skip
+    assert sum(executions) == 1, "the PSP was called once, by the winner"
+    assert sandbox.executions_for_key(psp_idempotency_key("default", f"life-3-{winner}", operation)) == 1
+
+
+def _follow_challenge(url: str, choice: str) -> httpx.Response:
+    """As a browser: open the challenge page, click the link, stop at the redirect back to the shop."""
+    with httpx.Client(timeout=10) as browser:
+        page = browser.get(url)
+        assert page.status_code == 200
+        anchors = re.findall(r'<a[^>]*href="([^"]+)"[^>]*>([^<]+)</a>', page.text)
+        links = {text.strip().lower(): href for href, text in anchors}
+        (href,) = [h for text, h in links.items() if text.startswith(choice)]
+        return browser.get(httpx.URL(url).join(href), follow_redirects=False)
+
+
+def test_3ds_challenge_completed_in_the_browser_makes_the_payment_succeed(
+    served: tuple[PaymentStub, StripeSandbox],
+) -> None:
+    stub, _ = served
+    payment = stub.Charge(charge("life-4", method="pm_card_authenticationRequired", return_url=RETURN_URL),
+                          timeout=30).payment  # fmt: skip
+    assert payment.status == res.PAYMENT_STATUS_REQUIRES_ACTION
+    redirect = payment.next_action.redirect_to_url
+    assert redirect.return_url == RETURN_URL
+    back = _follow_challenge(redirect.url, "complete")
+    assert back.status_code == 302
+    assert back.headers["location"].startswith(RETURN_URL)
+    assert "redirect_status=succeeded" in back.headers["location"]
+    assert wait_for(lambda: get(stub, payment.id).status == res.PAYMENT_STATUS_SUCCEEDED, timeout=15, interval=0.1)
+
+
+def test_3ds_challenge_failed_makes_the_payment_fail(served: tuple[PaymentStub, StripeSandbox]) -> None:
+    stub, _ = served
+    payment = stub.Charge(charge("life-5", method="pm_card_threeDSecure2Required", return_url=RETURN_URL),
+                          timeout=30).payment  # fmt: skip
+    back = _follow_challenge(payment.next_action.redirect_to_url.url, "fail")
+    assert "redirect_status=failed" in back.headers["location"]
+    assert wait_for(lambda: get(stub, payment.id).status == res.PAYMENT_STATUS_FAILED, timeout=15, interval=0.1)
+    assert get(stub, payment.id).failure.code == "payment_intent_authentication_failure"
+
+
+def test_without_a_return_url_the_caller_gets_the_client_secret_and_a_replay_asks_stripe_again(
+    served: tuple[PaymentStub, StripeSandbox],
+) -> None:
+    stub, _ = served
+    first = stub.Charge(charge("life-6", method="pm_card_authenticationRequired"), timeout=30).payment
+    secret = first.next_action.use_stripe_sdk.client_secret
+    assert secret.startswith(first.psp_reference + "_secret_")
+    replay = stub.Charge(charge("life-6", method="pm_card_authenticationRequired"), timeout=30).payment
+    assert replay.next_action.use_stripe_sdk.client_secret == secret
+    assert not get(stub, first.id).HasField("next_action"), "GetPayment shows what is stored: no secret"
