@@ -6,11 +6,13 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from secrets import token_urlsafe
 from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
@@ -30,16 +32,28 @@ from adapters.stripe_psp import api_key_problem as stripe_api_key_problem
 from server.api.admin_servicer import AdminServicer
 from server.api.convert import ProtoReplyEncoder
 from server.api.servicer import ClientIdentifier, PaymentServicer
+from server.api.webhooks import STRIPE_WEBHOOK_PATH, StripeWebhookEndpoint, webhook_application
 from server.app.admin import Admin
 from server.app.execution import ExecutionPolicy
 from server.app.operations import Operations
 from server.app.queries import Queries
+from server.app.webhook_intake import WebhookIntake
 from server.app.worker import BackgroundWorker, WorkerPolicy
-from server.config import SHARED_PORT_VARIABLE, Settings
+from server.config import (
+    DEFAULT_WEBHOOK_LISTEN,
+    SHARED_PORT_VARIABLE,
+    WEBHOOK_LISTEN_OFF,
+    WEBHOOK_LISTEN_VARIABLE,
+    WEBHOOK_SECRETS_VARIABLE,
+    ConfigError,
+    Settings,
+)
 from server.domain.errors import StorageUnavailable
 from server.domain.finality import RecoverySchedule
-from server.runtime import GrpcServer
+from server.runtime import GrpcServer, HttpListener
 from server.security.setup import build_identifier, check_startup, server_credentials
+from server.security.tls import listen_host
+from server.security.webhook_listen import check_webhook_listen, webhook_ssl_context
 from server.telemetry_setup import configure_telemetry, shutdown_telemetry, tracing_active
 from storage.admin_store import PostgresAdminStore
 from storage.database import Database, create_pool
@@ -47,6 +61,7 @@ from storage.embedded import EmbeddedPostgres
 from storage.migrator import migrate_dsn
 from storage.operations_store import PostgresOperationStore
 from storage.reader import PostgresReader
+from storage.webhook_store import PostgresWebhookStore
 from storage.worker_store import PostgresWorkerStore
 
 log = logging.getLogger(__name__)
@@ -59,6 +74,7 @@ def utc_now() -> datetime:
 SANDBOX_STRIPE_KEY = "sk_test_sandbox"  # the built-in sandbox accepts any sk_test_ key
 SANDBOX_BANK_TOKEN = "sandbox-token"  # noqa: S105 - not a secret: the built-in bank sandbox accepts any token
 STRIPE_HTTP_TIMEOUT_SECONDS = 30.0  # per request; each attempt is also cut at the caller's deadline
+STRIPE_PSP = "stripe"  # the Stripe adapter's name: the PSP of the resources Stripe's webhooks are about
 
 
 @dataclass
@@ -69,6 +85,7 @@ class Providers:
     sandboxes: list[StripeSandbox | BankSandbox] = field(default_factory=list)
     http_clients: list[stripe.HTTPXClient | stripe.AIOHTTPClient] = field(default_factory=list)
     bank_http: httpx.AsyncClient | None = None
+    stripe_sandbox: StripeSandbox | None = None  # the built-in one, told where to post webhooks
 
     async def close(self) -> None:
         for http_client in self.http_clients:
@@ -94,14 +111,15 @@ def build_providers(settings: Settings) -> Providers:
         return Providers(ProviderSet(cards=inprocess, bank=inprocess))
     sandboxes: list[StripeSandbox | BankSandbox] = []
     api_key, api_base = settings.stripe_api_key, settings.stripe_api_base
+    stripe_sandbox = None
     if not api_key:
-        sandbox = StripeSandbox().start()
-        sandboxes.append(sandbox)
-        api_key, api_base = SANDBOX_STRIPE_KEY, sandbox.url
-        log.info("using the built-in Stripe sandbox", extra={"stripe_api_base": sandbox.url})
+        stripe_sandbox = StripeSandbox().start()
+        sandboxes.append(stripe_sandbox)
+        api_key, api_base = SANDBOX_STRIPE_KEY, stripe_sandbox.url
+        log.info("using the built-in Stripe sandbox", extra={"stripe_api_base": stripe_sandbox.url})
     http_client = pooled_http_client(STRIPE_HTTP_TIMEOUT_SECONDS, settings.psp_max_connections)
     stripe_adapter = StripeAdapter(
-        stripe_client(api_key, api_base, http_client), key_ttl_seconds=settings.stripe_key_ttl_seconds
+        stripe_client(api_key, api_base, http_client), name=STRIPE_PSP, key_ttl_seconds=settings.stripe_key_ttl_seconds
     )
     cards = RetryingProvider(stripe_adapter)
     bank_base, bank_token = settings.bank_api_base, settings.bank_api_token
@@ -115,7 +133,60 @@ def build_providers(settings: Settings) -> Providers:
     pool = settings.psp_max_connections  # explicit, so no hidden httpx default caps concurrency
     bank_http = httpx.AsyncClient(limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool))
     bank = RetryingProvider(BankTransferAdapter(bank_base, bank_token, debtor, http=bank_http))
-    return Providers(ProviderSet(cards=cards, bank=bank, others=[inprocess]), sandboxes, [http_client], bank_http)
+    directory = ProviderSet(cards=cards, bank=bank, others=[inprocess])
+    return Providers(directory, sandboxes, [http_client], bank_http, stripe_sandbox)
+
+
+@dataclass(frozen=True)
+class WebhookPlan:
+    """Stripe webhooks in for one process: where they are received, the secrets that may sign them, and
+    the built-in Stripe sandbox to tell where to post (None: Stripe, or a sandbox of another process)."""
+
+    address: str
+    secrets: tuple[str, ...] = field(repr=False)
+    sandbox: StripeSandbox | None = None
+
+
+def plan_webhooks(settings: Settings, sandbox: StripeSandbox | None, free_address: str) -> WebhookPlan | None:
+    """Webhooks are received when someone sends them: Stripe, with PAYMENTS_STRIPE_WEBHOOK_SECRETS, or the
+    built-in sandbox, which gets a secret generated here; it is told the address, so `free_address` (a free
+    loopback port) serves unless PAYMENTS_WEBHOOK_LISTEN says otherwise."""
+    if settings.psp != "stripe" or settings.webhook_listen == WEBHOOK_LISTEN_OFF:
+        return None
+    if settings.stripe_webhook_secrets:
+        return WebhookPlan(settings.webhook_listen or DEFAULT_WEBHOOK_LISTEN, settings.stripe_webhook_secrets, sandbox)
+    if sandbox is not None:
+        return WebhookPlan(settings.webhook_listen or free_address, ("whsec_" + token_urlsafe(32),), sandbox)
+    return None
+
+
+def webhook_url(address: str, port: int, *, tls: bool) -> str:
+    """The URL a local sender reaches the listener on `address` by (a wildcard host: loopback)."""
+    host = listen_host(address)
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - not a bind
+    return f"{'https' if tls else 'http'}://{f'[{host}]' if ':' in host else host}:{port}{STRIPE_WEBHOOK_PATH}"
+
+
+async def start_webhooks(plan: WebhookPlan, settings: Settings, db: Database, wake: Callable[[], None]) -> HttpListener:
+    """Starts the webhook listener (OSError or ConfigError if it cannot) and tells the built-in sandbox."""
+    intake = WebhookIntake(PostgresWebhookStore(db, STRIPE_PSP), wake)
+    endpoint = StripeWebhookEndpoint(plan.secrets, intake)
+    listener = HttpListener(webhook_application(endpoint), grace_seconds=settings.shutdown_grace_seconds)
+    ssl_context = webhook_ssl_context(settings)
+    try:
+        port = await listener.start(plan.address, ssl_context)
+    except OSError as exc:
+        raise OSError(f"Stripe webhooks ({WEBHOOK_LISTEN_VARIABLE}): {exc}") from None
+    url = webhook_url(plan.address, port, tls=ssl_context is not None)
+    if plan.sandbox is not None:
+        plan.sandbox.set_webhook(url, plan.secrets[0])
+    log.info("receiving Stripe webhooks", extra={"webhook_url": url, "signing_secrets": len(plan.secrets)})
+    return listener
+
+
+def webhook_psps(plan: WebhookPlan | None) -> frozenset[str]:
+    """The PSPs whose webhooks reach this deployment: the worker polls their resources as a safety net only."""
+    return frozenset({STRIPE_PSP}) if plan is not None else frozenset()
 
 
 def open_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
@@ -140,13 +211,18 @@ class Core:
         policy = policy or ExecutionPolicy(psp_budget_seconds=settings.psp_budget_seconds)
         return Admin(PostgresAdminStore(self.db), self.operations, frozenset(settings.admin_clients), policy, utc_now)
 
-    def worker(self, settings: Settings, policy: WorkerPolicy | None) -> BackgroundWorker:
+    def worker(
+        self, settings: Settings, policy: WorkerPolicy | None, webhook_psps: frozenset[str] = frozenset()
+    ) -> BackgroundWorker:
+        """`webhook_psps`: the PSPs whose webhooks reach this deployment (their polls are only a safety net)."""
         policy = policy or WorkerPolicy(
             recovery=settings.recovery_schedule(),
             reply_retention_seconds=settings.reply_retention_days * 86400.0,
             psp_budget_seconds=settings.psp_budget_seconds,
             # A key the worker held when its process died is resumable once the PSP budget has passed.
             lease_seconds=settings.psp_budget_seconds + ExecutionPolicy().lease_margin_seconds,
+            webhook_psps=webhook_psps,
+            webhook_poll_seconds=settings.webhook_poll_seconds,
         )
         return BackgroundWorker(
             self.operations, PostgresWorkerStore(self.db), self.reader, self.providers, policy, utc_now
@@ -179,6 +255,7 @@ class Service:
     embedded: EmbeddedPostgres | None = None
     owned_providers: Providers | None = None
     worker: BackgroundWorker | None = None
+    webhooks: HttpListener | None = None
     _worker_task: asyncio.Task[None] | None = field(default=None, repr=False)
     _worker_stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _closed: bool = field(default=False, repr=False)
@@ -197,6 +274,8 @@ class Service:
         # Stop serving at once (health NOT_SERVING, no new RPCs); the worker's running jobs get the configured
         # shutdown grace (PAYMENTS_SHUTDOWN_GRACE_SECONDS) to finish.
         stopping: list[Awaitable[None]] = [self.server.stop(grace)]
+        if self.webhooks is not None:
+            stopping.append(self.webhooks.stop())
         if self._worker_task is not None:
             stopping.append(self._worker_task)
         await asyncio.gather(*stopping)
@@ -218,6 +297,10 @@ async def start_service(
 ) -> Service:
     """Builds and starts one server process; `dsn` and `providers` let tests inject their own."""
     check_startup(settings)
+    try:
+        check_webhook_listen(settings)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
     embedded = None
     if dsn is None:
         url, embedded = await asyncio.to_thread(open_database_url, settings)
@@ -235,18 +318,29 @@ async def start_service(
     traced = tracing_active() if tracing is None else tracing
     interceptors = [aio_server_interceptor()] if traced else None
     server = GrpcServer(servicer, admin=admin, interceptors=interceptors, share_port=settings.share_listen_port)
+    webhooks_plan = plan_webhooks(settings, owned.stripe_sandbox if owned else None, "127.0.0.1:0")
+    worker = core.worker(settings, worker_policy, webhook_psps(webhooks_plan)) if settings.worker else None
+    webhooks = None
     try:
+        if webhooks_plan is not None:
+            wake = worker.wake if worker is not None else _no_worker_here
+            webhooks = await start_webhooks(webhooks_plan, settings, db, wake)
         port = server.bind(settings.listen, server_credentials(settings))
-    except OSError as exc:
+    except (OSError, ConfigError) as exc:
+        if webhooks is not None:
+            await webhooks.stop()
         await db.close()
         if owned is not None:
             await owned.close()
         raise StartupError(str(exc)) from None
     await server.start()
-    worker = core.worker(settings, worker_policy) if settings.worker else None
-    service = Service(settings, db, server, providers, port, embedded, owned, worker)
+    service = Service(settings, db, server, providers, port, embedded, owned, worker, webhooks)
     service.start_worker()
     return service
+
+
+def _no_worker_here() -> None:
+    """With PAYMENTS_WORKER=off, the worker of another process finds a due resource in its next round."""
 
 
 class StartupError(Exception):
@@ -290,7 +384,9 @@ async def run_worker(settings: Settings) -> int:
         return 2
     owned = build_providers(settings)
     core = wire(settings, db, owned.directory)
-    worker = core.worker(settings, None)
+    # The servers receive the webhooks (configured secrets; this process's own sandbox is not told to send
+    # any): this worker only polls less often when they do.
+    worker = core.worker(settings, None, webhook_psps(plan_webhooks(settings, None, "127.0.0.1:0")))
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop, settings.shutdown_grace_seconds))
     print("payments worker running", flush=True)
@@ -330,14 +426,27 @@ def serve_processes(settings: Settings, workers: int) -> int:
         raise ValueError("--workers must be at least 1")
     if settings.listen.endswith(":0"):
         raise ValueError("--workers needs a fixed port: the processes share it")
+    check_webhook_listen(settings)  # a ConfigError, so a ValueError: one line, exit 2
     url, embedded = open_database_url(settings)
     asyncio.run(migrate_dsn(url))
     env = {**os.environ, "PAYMENTS_DATABASE_URL": url, "PAYMENTS_LISTEN": settings.listen, SHARED_PORT_VARIABLE: "1"}
     sandboxes: list[StripeSandbox | BankSandbox] = []
+    stripe_sandbox = None
     if settings.psp == "stripe" and not settings.stripe_api_key:
         stripe_sandbox = StripeSandbox().start()
         sandboxes.append(stripe_sandbox)
         env |= {"PAYMENTS_STRIPE_API_KEY": SANDBOX_STRIPE_KEY, "PAYMENTS_STRIPE_API_BASE": stripe_sandbox.url}
+    # Webhooks go to the first process alone, the one that runs the background worker: its wake-up is
+    # in-process. The others run no webhook listener.
+    plan = plan_webhooks(settings, stripe_sandbox, f"127.0.0.1:{_free_loopback_port()}")
+    if plan is not None:
+        if plan.sandbox is not None:
+            port = int(plan.address.rpartition(":")[2])
+            if port == 0:
+                raise ValueError(f"--workers with the built-in Stripe sandbox needs a fixed {WEBHOOK_LISTEN_VARIABLE}")
+            url_of_first = webhook_url(plan.address, port, tls=settings.tls_cert is not None)
+            plan.sandbox.set_webhook(url_of_first, plan.secrets[0])
+        env |= {WEBHOOK_SECRETS_VARIABLE: ",".join(plan.secrets), WEBHOOK_LISTEN_VARIABLE: plan.address}
     if settings.psp == "stripe" and not settings.bank_api_base:
         bank_sandbox = BankSandbox().start()
         sandboxes.append(bank_sandbox)
@@ -345,7 +454,11 @@ def serve_processes(settings: Settings, workers: int) -> int:
     children = [
         subprocess.Popen(
             [sys.executable, "-m", "server.cli", "serve"],
-            env={**env, "PAYMENTS_WORKER": "on" if index == 0 and settings.worker else "off"},
+            env={
+                **env,
+                "PAYMENTS_WORKER": "on" if index == 0 and settings.worker else "off",
+                **({} if index == 0 else {WEBHOOK_LISTEN_VARIABLE: WEBHOOK_LISTEN_OFF}),
+            },
         )
         for index in range(workers)
     ]
@@ -364,3 +477,11 @@ def serve_processes(settings: Settings, workers: int) -> int:
     if embedded is not None:
         embedded.close()
     return max(codes)
+
+
+def _free_loopback_port() -> int:
+    """A port free on 127.0.0.1 now (for the first process of --workers to listen on for the sandbox)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

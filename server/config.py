@@ -15,6 +15,11 @@ from server.domain.finality import RecoverySchedule
 # Internal: set by `payments serve --workers N` in the environment of the processes it starts.
 SHARED_PORT_VARIABLE = "PAYMENTS_INTERNAL_SHARED_PORT"
 
+WEBHOOK_LISTEN_VARIABLE = "PAYMENTS_WEBHOOK_LISTEN"
+WEBHOOK_SECRETS_VARIABLE = "PAYMENTS_STRIPE_WEBHOOK_SECRETS"
+DEFAULT_WEBHOOK_LISTEN = "127.0.0.1:50052"
+WEBHOOK_LISTEN_OFF = "off"  # PAYMENTS_WEBHOOK_LISTEN=off: this process runs no webhook endpoint
+
 
 class ConfigError(ValueError):
     """A configuration value is unusable; the message names the variable."""
@@ -46,6 +51,22 @@ def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     if any(not part.isprintable() or " " in part for part in names):
         raise ConfigError(f"{name} must be a comma-separated list of client ids")
     return tuple(part for part in names if part)
+
+
+def _secrets(env: Mapping[str, str], name: str, prefix: str) -> tuple[str, ...]:
+    """A comma-separated list of secrets; the error never shows them (not even the one that is wrong)."""
+    secrets = tuple(part.strip() for part in (env.get(name) or "").split(","))
+    secrets = tuple(part for part in secrets if part)
+    if any(not part.startswith(prefix) or not part.isascii() or not part.isprintable() for part in secrets):
+        raise ConfigError(f"{name} must be a comma-separated list of secrets that each start with {prefix}")
+    return secrets
+
+
+def _address_problem(name: str, address: str) -> str | None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return f"{name} must be host:port, got {address!r}"
+    return None
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -94,6 +115,13 @@ class Settings:
     stripe_key_ttl_seconds: float = 23 * 3600.0
     # Client ids allowed to call payments.admin.v1.AdminService (operators); nobody by default.
     admin_clients: tuple[str, ...] = ()
+    # Stripe webhooks in: where POST /v1/webhooks/stripe listens. None: DEFAULT_WEBHOOK_LISTEN, or a free
+    # loopback port when only the built-in Stripe sandbox posts to it; WEBHOOK_LISTEN_OFF: not in this process.
+    webhook_listen: str | None = None
+    # Signing secrets (whsec_…) an event may be signed with; several while one is rotated out.
+    stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # With webhooks on, Stripe resources are polled at most this often (polling stays the safety net).
+    webhook_poll_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -130,14 +158,21 @@ class Settings:
             share_listen_port=_flag(env, SHARED_PORT_VARIABLE),
             psp_max_connections=_int(env, "PAYMENTS_PSP_MAX_CONNECTIONS", cls.psp_max_connections),
             admin_clients=_names(env, "PAYMENTS_ADMIN_CLIENTS"),
+            webhook_listen=env.get(WEBHOOK_LISTEN_VARIABLE) or None,
+            stripe_webhook_secrets=_secrets(env, WEBHOOK_SECRETS_VARIABLE, "whsec_"),
+            webhook_poll_seconds=_float(env, "PAYMENTS_WEBHOOK_POLL_SECONDS", cls.webhook_poll_seconds),
         )
         settings.validate()
         return settings
 
     def validate(self) -> None:
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ConfigError(f"PAYMENTS_LISTEN must be host:port, got {self.listen!r}")
+        addresses = [("PAYMENTS_LISTEN", self.listen)]
+        if self.webhook_listen is not None and self.webhook_listen != WEBHOOK_LISTEN_OFF:
+            addresses.append((WEBHOOK_LISTEN_VARIABLE, self.webhook_listen))
+        for name, address in addresses:
+            problem = _address_problem(name, address)
+            if problem:
+                raise ConfigError(problem)
         if self.psp not in ("stripe", "inprocess"):
             raise ConfigError(f"PAYMENTS_PSP must be 'stripe' or 'inprocess', got {self.psp!r}")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -152,6 +187,14 @@ class Settings:
             raise ConfigError("PAYMENTS_PSP_MAX_CONNECTIONS must be at least 1")
         if not 0 < self.stripe_key_ttl_seconds <= 24 * 3600:
             raise ConfigError("PAYMENTS_STRIPE_KEY_TTL_SECONDS must be above 0 and at most 86400 (Stripe's 24 h)")
+        if self.webhook_poll_seconds <= 0:
+            raise ConfigError("PAYMENTS_WEBHOOK_POLL_SECONDS must be above 0")
+        if (
+            self.webhook_listen not in (None, WEBHOOK_LISTEN_OFF)
+            and self.stripe_api_key
+            and not self.stripe_webhook_secrets
+        ):
+            raise ConfigError(f"{WEBHOOK_LISTEN_VARIABLE} needs {WEBHOOK_SECRETS_VARIABLE} to verify the events")
 
     def recovery_schedule(self) -> RecoverySchedule:
         """When stopped executions are resumed: the domain's schedule, with the configured idle time."""
@@ -168,6 +211,7 @@ class Settings:
             "tls": ("mutual" if self.tls_client_ca else "on") if self.tls_cert else "off",
             "auth": self.auth_mode(),
             "admin_clients": ",".join(self.admin_clients) or "none",
+            "stripe_webhook_secrets": str(len(self.stripe_webhook_secrets)) if self.stripe_webhook_secrets else "unset",
         }
 
     def auth_mode(self) -> str:

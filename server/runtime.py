@@ -1,16 +1,18 @@
-"""The running gRPC server: the payment service, the operator's admin service, health and reflection,
-and graceful shutdown.
+"""The running servers: gRPC (the payment service, the operator's admin service, health and reflection)
+and the HTTP listener for PSP webhooks, with graceful shutdown.
 
 Shutdown (SIGTERM/SIGINT): health turns NOT_SERVING so load balancers stop sending, the server stops
-accepting new RPCs, and in-flight RPCs get the grace period to finish.
+accepting new RPCs, and in-flight RPCs get the grace period to finish; so do webhook requests.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any, TypeAlias
 
 import grpc
+from aiohttp import web
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -90,3 +92,32 @@ class GrpcServer:
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()
+
+
+class HttpListener:
+    """An aiohttp application served in this process's event loop (the Stripe webhook endpoint)."""
+
+    def __init__(self, app: web.Application, *, grace_seconds: float = 10.0) -> None:
+        """No SO_REUSEPORT: of the processes of `payments serve --workers N`, only the one running the
+        background worker listens for webhooks, so its in-process wake-up reaches the worker. On stop,
+        requests in flight get `grace_seconds` to finish."""
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=grace_seconds)
+        self.port = 0
+
+    async def start(self, address: str, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Listens on host:port (port 0: any free one) and returns the port; OSError if it cannot."""
+        host, _, port = address.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, int(port), ssl_context=ssl_context)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise OSError(f"cannot listen on {address}: {exc.strerror or 'the address is not available'}") from None
+        self.port = int(self._runner.addresses[0][1])
+        return self.port
+
+    async def stop(self) -> None:
+        """Stops accepting; requests in flight get the grace period."""
+        await self._runner.cleanup()

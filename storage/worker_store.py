@@ -72,6 +72,19 @@ def _claim_polls_sql(table: str, columns: str) -> str:
 
 
 _CLAIM_POLLS = {table: _claim_polls_sql(table, columns) for table, columns, _ in _TABLES}
+
+# The next poll after one: now() + NULL is NULL, no further polls. The claim pushed next_poll_at a lease
+# ahead; if it is due again already, a webhook made it due while this poll was under way (its look-up may
+# have read the PSP before the event's change), so it stays due and is looked up again at once.
+_RECORD_POLL = {
+    table: f"""
+        UPDATE {table}
+        SET next_poll_at = CASE WHEN $2::interval IS NOT NULL AND next_poll_at <= now() THEN next_poll_at
+                                ELSE now() + $2::interval END
+        WHERE id = $1
+    """
+    for table, _, _ in _TABLES
+}
 _TABLE_OF = {Payment: "payments", Refund: "refunds", Payout: "payouts"}
 
 
@@ -124,8 +137,5 @@ class PostgresWorkerStore:
         async with self._db.connection() as conn, conn.transaction():
             moved = await apply_transition(conn, transition) if transition is not None else False
             next_at = None if next_poll_in is None else timedelta(seconds=next_poll_in)
-            # now() + NULL is NULL: no further polls.
-            await conn.execute(
-                f"UPDATE {table} SET next_poll_at = now() + $2::interval WHERE id = $1", target.resource.id, next_at
-            )
+            await conn.execute(_RECORD_POLL[table], target.resource.id, next_at)
         return moved

@@ -8,13 +8,13 @@ can be asked. Only past that window, without evidence, does the resource go to R
 (never FAILED), which is still looked up daily. Polling: resources the PSP finishes later (SEPA payouts,
 Stripe "processing") are looked up with backoff until they reach their end, and paid payouts until the
 return window closes. Each recovery and each poll runs as its own job, up to `concurrency` of each kind
-at once, so a PSP that holds one call delays only that resource.
+at once, so a PSP that holds one call delays only that resource. A webhook makes its resource due and
+`wake`s the worker, which then claims at once instead of at its next interval.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +55,18 @@ class WorkerPolicy:
     max_return_poll_interval_seconds: float = 3600.0  # a paid payout is looked at hourly at most for a return
     reply_retention_seconds: float = 30 * 86400  # stored reply bodies are pruned after this long
     prune_every_seconds: float = 60.0
+    # PSPs whose webhooks reach us (a webhook makes its resource due at once): their resources are polled
+    # at most every `webhook_poll_seconds`, polling being only the safety net for a lost event.
+    webhook_psps: frozenset[str] = frozenset()
+    webhook_poll_seconds: float = 60.0
+
+    def poll_interval(self, psp: str, polls: int, *, paid: bool) -> float:
+        """Seconds until the next status poll of a resource polled `polls` times: backoff from
+        `first_poll_seconds`, capped (hourly for a paid payout watched for a return), and no shorter than
+        `webhook_poll_seconds` for a PSP whose webhooks reach us."""
+        cap = self.max_return_poll_interval_seconds if paid else self.max_poll_interval_seconds
+        interval = min(cap, self.first_poll_seconds * 2.0 ** min(polls, 32))
+        return max(interval, self.webhook_poll_seconds) if psp in self.webhook_psps else interval
 
 
 ReconciliationHook = Callable[[str, str], None]  # (resource id, psp)
@@ -79,6 +91,12 @@ class BackgroundWorker:
         self._now = now
         self._hooks = on_reconciliation or []
         self._next_prune = 0.0
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """Claims at once rather than at the next interval: a webhook made a resource due. Called from
+        the event loop the worker runs in."""
+        self._woken.set()
 
     async def run(self, stop: asyncio.Event, grace_seconds: float = 0.0) -> None:
         """Claims work every `interval_seconds` until `stop` is set, then gives the jobs still running
@@ -95,8 +113,7 @@ class BackgroundWorker:
                     log.warning("worker round skipped: %s", exc.message)
                 except Exception:
                     log.exception("worker round failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._policy.interval_seconds)
+                await self._pause(stop)
         except asyncio.CancelledError:
             grace_seconds = 0.0  # cancelled, not asked to stop: cut the jobs short at once
             raise
@@ -105,6 +122,16 @@ class BackgroundWorker:
             if cancelled:
                 log.info("worker stopped with %d jobs cut short; their leases let another worker resume them",
                          cancelled)  # fmt: skip
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        """Waits `interval_seconds`, or less if stopped or woken."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._woken.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self._policy.interval_seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        self._woken.clear()
 
     async def _claim(self, recoveries: TaskLane, polls: TaskLane) -> None:
         """Claims as many stalled executions and due polls as the lanes have free slots, and starts them."""
@@ -202,8 +229,7 @@ class BackgroundWorker:
         elif awaits_psp(rtype, status) and (watch_returns or not paid):
             window = self._policy.return_window_seconds if paid else self._policy.poll_window_seconds
             if target.age_seconds < window:
-                cap = self._policy.max_return_poll_interval_seconds if paid else self._policy.max_poll_interval_seconds
-                next_poll = min(cap, self._policy.first_poll_seconds * 2 ** min(target.polls, 32))
+                next_poll = self._policy.poll_interval(resource.psp, target.polls, paid=paid)
             elif not paid:
                 transition = _reconcile(resource, at)
                 if transition is not None:
