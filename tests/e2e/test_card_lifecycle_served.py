@@ -5,6 +5,7 @@ refund; authorize, cancel; 3-D Secure finished in a browser; a Capture/Cancel ra
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +20,7 @@ from payments.v1 import resources_pb2 as res
 from server.api.client import PaymentStub, payment_stub
 from server.domain.idempotency import Operation, psp_idempotency_key
 from tests.support.chaos import ServeProcess, client_channel, wait_for
+from tests.support.processes import free_port
 from tests.support.requests import cancel, capture, charge, error_reason, refund
 
 RETURN_URL = "https://shop.example/checkout/return"
@@ -154,3 +156,47 @@ def test_without_a_return_url_the_caller_gets_the_client_secret_and_a_replay_ask
     replay = stub.Charge(charge("life-6", method="pm_card_authenticationRequired"), timeout=30).payment
     assert replay.next_action.use_stripe_sdk.client_secret == secret
     assert not get(stub, first.id).HasField("next_action"), "GetPayment shows what is stored: no secret"
+
+
+def test_3ds_completed_converges_through_the_webhook_with_polling_slowed_down(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Polling looks again only after an hour once its first look-up saw REQUIRES_ACTION; the sandbox's
+    signed payment_intent.succeeded event brings the payment to SUCCEEDED within 2 s of the click."""
+    secret = StripeSandbox.generate_webhook_secret()
+    webhook_port = free_port()
+    with StripeSandbox() as sandbox:
+        sandbox.set_webhook(f"http://127.0.0.1:{webhook_port}/v1/webhooks/stripe", secret)
+        env = {
+            "PAYMENTS_STRIPE_API_KEY": KEY, "PAYMENTS_STRIPE_API_BASE": sandbox.url,
+            "PAYMENTS_STRIPE_WEBHOOK_SECRETS": secret, "PAYMENTS_WEBHOOK_LISTEN": f"127.0.0.1:{webhook_port}",
+            "PAYMENTS_WEBHOOK_POLL_SECONDS": "3600",
+        }  # fmt: skip
+        server = ServeProcess(database_url, tmp_path / "serve.log", env=env)
+        server.start()
+        try:
+            with client_channel(server.target) as channel:
+                stub = payment_stub(channel)
+                request = charge("life-7", method="pm_card_authenticationRequired", return_url=RETURN_URL)
+                payment = stub.Charge(request, timeout=30).payment
+                assert payment.status == res.PAYMENT_STATUS_REQUIRES_ACTION
+
+                def polled() -> bool:
+                    gets = [r for r in sandbox.requests() if r.method == "GET" and payment.psp_reference in r.path]
+                    return bool(gets)
+
+                assert wait_for(polled, timeout=10, interval=0.05), "the first look-up (1 s after the charge)"
+                looked_up = len(sandbox.requests())
+                clicked = time.monotonic()
+                _follow_challenge(payment.next_action.redirect_to_url.url, "complete")
+                assert wait_for(lambda: get(stub, payment.id).status == res.PAYMENT_STATUS_SUCCEEDED, timeout=2,
+                                interval=0.05), "within 2 s of the click"  # fmt: skip
+                assert time.monotonic() - clicked < 2
+                delivered = [d for d in sandbox.webhook_deliveries() if d.type == "payment_intent.succeeded"]
+                assert delivered
+                assert delivered[0].status == 200
+                assert len(sandbox.requests()) > looked_up, (
+                    "the event led to a look-up; the event itself proves nothing"
+                )
+        finally:
+            server.close()
