@@ -223,6 +223,9 @@ class Core:
             lease_seconds=settings.psp_budget_seconds + ExecutionPolicy().lease_margin_seconds,
             webhook_psps=webhook_psps,
             webhook_poll_seconds=settings.webhook_poll_seconds,
+            requires_action_timeout_seconds=settings.requires_action_timeout_seconds,
+            capture_warning_seconds=settings.capture_warning_seconds,
+            auto_cancel_uncaptured=settings.auto_cancel_uncaptured,
         )
         return BackgroundWorker(
             self.operations, PostgresWorkerStore(self.db), self.reader, self.providers, policy, utc_now

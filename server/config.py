@@ -122,6 +122,12 @@ class Settings:
     stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     # With webhooks on, Stripe resources are polled at most this often (polling stays the safety net).
     webhook_poll_seconds: float = 60.0
+    # A payment left in REQUIRES_ACTION (3-D Secure nobody finished) is cancelled at the PSP after this long.
+    requires_action_timeout_seconds: float = 86400.0
+    # This long before the PSP releases an uncaptured authorization: the CAPTURE_EXPIRING alert, and with
+    # auto_cancel_uncaptured a cancel (PAYMENTS_AUTO_CANCEL_UNCAPTURED=1).
+    capture_warning_seconds: float = 86400.0
+    auto_cancel_uncaptured: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -161,6 +167,11 @@ class Settings:
             webhook_listen=env.get(WEBHOOK_LISTEN_VARIABLE) or None,
             stripe_webhook_secrets=_secrets(env, WEBHOOK_SECRETS_VARIABLE, "whsec_"),
             webhook_poll_seconds=_float(env, "PAYMENTS_WEBHOOK_POLL_SECONDS", cls.webhook_poll_seconds),
+            requires_action_timeout_seconds=_float(
+                env, "PAYMENTS_REQUIRES_ACTION_TIMEOUT_SECONDS", cls.requires_action_timeout_seconds
+            ),
+            capture_warning_seconds=_float(env, "PAYMENTS_CAPTURE_WARNING_SECONDS", cls.capture_warning_seconds),
+            auto_cancel_uncaptured=_flag(env, "PAYMENTS_AUTO_CANCEL_UNCAPTURED"),
         )
         settings.validate()
         return settings
@@ -189,6 +200,10 @@ class Settings:
             raise ConfigError("PAYMENTS_STRIPE_KEY_TTL_SECONDS must be above 0 and at most 86400 (Stripe's 24 h)")
         if self.webhook_poll_seconds <= 0:
             raise ConfigError("PAYMENTS_WEBHOOK_POLL_SECONDS must be above 0")
+        if self.requires_action_timeout_seconds <= 0:
+            raise ConfigError("PAYMENTS_REQUIRES_ACTION_TIMEOUT_SECONDS must be above 0")
+        if self.capture_warning_seconds < 0:
+            raise ConfigError("PAYMENTS_CAPTURE_WARNING_SECONDS must be 0 or more")
         if (
             self.webhook_listen not in (None, WEBHOOK_LISTEN_OFF)
             and self.stripe_api_key

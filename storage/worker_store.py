@@ -8,6 +8,7 @@ lease run out.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -46,6 +47,16 @@ _PRUNE_REPLIES = """
         WHERE reply_body IS NOT NULL AND reply_code = 0 AND reply_stored_at < now() - make_interval(secs => $1)
         LIMIT $2
         FOR UPDATE SKIP LOCKED
+    )
+"""
+
+_PRUNE_WEBHOOK_EVENTS = """
+    DELETE FROM stripe_webhook_events
+    WHERE event_id IN (
+        SELECT event_id FROM stripe_webhook_events
+        WHERE received_at < now() - make_interval(secs => $1)
+        ORDER BY received_at
+        LIMIT $2
     )
 """
 
@@ -130,6 +141,18 @@ class PostgresWorkerStore:
     async def prune_replies(self, *, older_than_seconds: float, limit: int) -> int:
         async with self._db.connection() as conn:
             status = await conn.execute(_PRUNE_REPLIES, older_than_seconds, limit)
+        return int(status.split()[-1])
+
+    async def warn_capture_once(self, payment_id: uuid.UUID) -> bool:
+        async with self._db.connection() as conn:
+            warned = await conn.fetchval(
+                "UPDATE payments SET capture_warned = true WHERE id = $1 AND NOT capture_warned RETURNING 1", payment_id
+            )
+        return warned is not None
+
+    async def prune_webhook_events(self, *, older_than_seconds: float, limit: int) -> int:
+        async with self._db.connection() as conn:
+            status = await conn.execute(_PRUNE_WEBHOOK_EVENTS, older_than_seconds, limit)
         return int(status.split()[-1])
 
     async def record_poll(self, target: PollTarget, transition: Transition | None, next_poll_in: float | None) -> bool:

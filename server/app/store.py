@@ -216,6 +216,15 @@ class WorkerStore(Protocol):
         """Drops stored reply bodies past the retention period; keys and resources stay forever."""
         ...
 
+    async def warn_capture_once(self, payment_id: uuid.UUID) -> bool:
+        """Marks an authorized payment as warned about its capture deadline; True only the first time
+        (across processes), so its alert is raised once."""
+        ...
+
+    async def prune_webhook_events(self, *, older_than_seconds: float, limit: int) -> int:
+        """Forgets webhook event ids past the time the PSP may deliver them again; returns how many."""
+        ...
+
     async def record_poll(self, target: PollTarget, transition: Transition | None, next_poll_in: float | None) -> bool:
         """Applies what the PSP said (if anything changed) and schedules the next poll (None: stop)."""
         ...

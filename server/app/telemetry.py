@@ -32,6 +32,9 @@ idempotency_conflicts = _meter.create_counter(
 reconciliation_required = _meter.create_counter(
     "payments.reconciliation.required", description="operations moved to REQUIRES_RECONCILIATION (alert on it)"
 )
+captures_expiring = _meter.create_counter(
+    "payments.captures.expiring", description="authorized payments close to the PSP's release, not captured"
+)
 psp_credentials_refused = _meter.create_counter(
     "payments.psp.credentials_refused", description="PSP refusals of our credentials (401/403): alert on it"
 )

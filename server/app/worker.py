@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from server.app import telemetry
-from server.app.alerts import credentials_refused, reconciliation_required
+from server.app.alerts import capture_expiring, credentials_refused, reconciliation_required
+from server.app.commands import CancelCommand
 from server.app.context import CallContext
 from server.app.deadline import Deadline
 from server.app.operations import Operations
@@ -29,10 +30,11 @@ from server.app.psp import OutcomeKind, ProviderDirectory, PspOutcome, PspReject
 from server.app.resources import spec_of
 from server.app.store import PollTarget, ResourceReader, StalledExecution, Transition, WorkerStore
 from server.app.task_lane import TaskLane
-from server.domain.errors import RetryLater, StorageUnavailable
+from server.domain.errors import PaymentNotCancelable, RetryLater, StorageUnavailable
 from server.domain.finality import RecoverySchedule, Rejection, still_looking
+from server.domain.idempotency import fingerprint
 from server.domain.model import Payment, Payout, Refund
-from server.domain.states import PayoutStatus, ResourceType, awaits_psp
+from server.domain.states import PaymentStatus, PayoutStatus, ResourceType, awaits_psp
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,13 @@ class WorkerPolicy:
     # at most every `webhook_poll_seconds`, polling being only the safety net for a lost event.
     webhook_psps: frozenset[str] = frozenset()
     webhook_poll_seconds: float = 60.0
+    webhook_event_retention_seconds: float = 30 * 86400  # Stripe redelivers an event for up to 3 days
+    # A payment the customer never finished (3-D Secure) is cancelled at the PSP after this long.
+    requires_action_timeout_seconds: float = 86400.0
+    # This long before the PSP releases an uncaptured authorization: CAPTURE_EXPIRING, and a cancel
+    # when `auto_cancel_uncaptured`.
+    capture_warning_seconds: float = 86400.0
+    auto_cancel_uncaptured: bool = False
 
     def poll_interval(self, psp: str, polls: int, *, paid: bool) -> float:
         """Seconds until the next status poll of a resource polled `polls` times: backoff from
@@ -155,6 +164,11 @@ class BackgroundWorker:
         pruned = await self._store.prune_replies(older_than_seconds=self._policy.reply_retention_seconds, limit=5000)
         if pruned:
             log.info("pruned %d stored replies past the retention period", pruned)
+        forgotten = await self._store.prune_webhook_events(
+            older_than_seconds=self._policy.webhook_event_retention_seconds, limit=5000
+        )
+        if forgotten:
+            log.info("forgot %d webhook event ids past the redelivery period", forgotten)
 
     # -- recovery -----------------------------------------------------------------------------
 
@@ -228,6 +242,8 @@ class BackgroundWorker:
             next_poll = self._policy.recovery.reconciliation_recheck_seconds  # looked at again, forever
         elif awaits_psp(rtype, status) and (watch_returns or not paid):
             window = self._policy.return_window_seconds if paid else self._policy.poll_window_seconds
+            if isinstance(resource, Payment) and status == PaymentStatus.REQUIRES_CAPTURE:
+                window = _authorization_window(resource, transition, at, window)
             if target.age_seconds < window:
                 next_poll = self._policy.poll_interval(resource.psp, target.polls, paid=paid)
             elif not paid:
@@ -236,6 +252,53 @@ class BackgroundWorker:
                     self._alert(resource)
                     next_poll = self._policy.recovery.reconciliation_recheck_seconds
         await self._store.record_poll(target, transition, next_poll)
+        if isinstance(resource, Payment):
+            current = spec_of(resource).flow.apply(resource, transition) if transition else resource
+            await self._act_on_deadlines(current, target, at)
+
+    async def _act_on_deadlines(self, payment: Payment, target: PollTarget, at: datetime) -> None:
+        """What nobody else will do in time: a payment the customer abandoned (REQUIRES_ACTION past
+        `requires_action_timeout_seconds`) is cancelled at the PSP; an authorization close to its release
+        raises CAPTURE_EXPIRING once, and is cancelled when `auto_cancel_uncaptured`. Cancels go through
+        the same engine as a caller's CancelPayment (key, finality rule, recovery, event log)."""
+        policy = self._policy
+        if (
+            payment.status is PaymentStatus.REQUIRES_ACTION
+            and target.age_seconds >= policy.requires_action_timeout_seconds
+        ):
+            await self._cancel(payment, target, "abandoned")
+            return
+        until = payment.capturable_until
+        if payment.status is not PaymentStatus.REQUIRES_CAPTURE or until is None:
+            return
+        if (until - at).total_seconds() > policy.capture_warning_seconds:
+            return
+        if await self._store.warn_capture_once(payment.id):
+            capture_expiring(
+                _public_id(payment), payment.psp, until.isoformat(), canceling=policy.auto_cancel_uncaptured
+            )
+        if policy.auto_cancel_uncaptured:
+            await self._cancel(payment, target, "abandoned")
+
+    async def _cancel(self, payment: Payment, target: PollTarget, reason: str) -> None:
+        public_id = _public_id(payment)
+        # One key per payment, outside what callers can send (their keys are printable ASCII): a retry on
+        # the next poll resumes the same cancel.
+        key = f"\u00a7worker-cancel:{public_id}"
+        ctx = CallContext(
+            client_id=payment.client_id, deadline=Deadline.after(self._policy.psp_budget_seconds),
+            trace_context=target.trace_context, acting=POLLER_ACTOR,
+        )  # fmt: skip
+        command = CancelCommand(
+            idempotency_key=key, fingerprint=fingerprint("CancelPayment", f"{public_id}|{reason}".encode()),
+            payment_id_text=public_id, reason=reason,
+        )  # fmt: skip
+        try:
+            await self._ops.cancel(command, ctx)
+        except (PaymentNotCancelable, RetryLater) as exc:  # moved on meanwhile, or tried again at the next poll
+            log.info("cancel of %s by the worker: %s", public_id, exc)
+        else:
+            log.info("cancelled %s at the PSP (%s)", public_id, reason, extra={"resource_id": public_id})
 
     def _decide(self, resource: Payment | Refund | Payout, outcome: PspOutcome, at: datetime) -> Transition | None:
         if outcome.kind is OutcomeKind.UNKNOWN:
@@ -257,3 +320,12 @@ def _resource_type(resource: Payment | Refund | Payout) -> ResourceType:
 def _public_id(resource: Payment | Refund | Payout) -> str:
     public: str = spec_of(resource).public_id(resource)
     return public
+
+
+def _authorization_window(payment: Payment, transition: Transition | None, at: datetime, default: float) -> float:
+    """An authorized payment is watched until a day past the PSP's release of it (then the PSP has
+    cancelled it, and the look-up says so), not reconciled after the usual poll window."""
+    until = transition.capturable_until if transition and transition.capturable_until else payment.capturable_until
+    if until is None:
+        return default
+    return (until - payment.created_at).total_seconds() + 86400.0

@@ -7,3 +7,6 @@ CREATE TABLE stripe_webhook_events (
     object_id    text        NOT NULL,     -- the Stripe object it is about: pi_…, re_…, tr_…
     received_at  timestamptz NOT NULL DEFAULT now()
 );
+-- Ids are kept as long as Stripe may deliver an event again (it retries for up to three days); the
+-- worker deletes older ones in small batches along this index.
+CREATE INDEX stripe_webhook_events_received ON stripe_webhook_events (received_at);

@@ -14,7 +14,8 @@ ALTER TABLE payments
     ADD COLUMN action_key          text,
     ADD COLUMN action_amount       bigint,
     ADD COLUMN action_final        boolean,
-    ADD COLUMN action_reason       text;
+    ADD COLUMN action_reason       text,
+    ADD COLUMN capture_warned      boolean NOT NULL DEFAULT false;  -- CAPTURE_EXPIRING raised (once)
 
 -- What is captured plus what can still be captured never exceeds what was authorized.
 ALTER TABLE payments ADD CONSTRAINT payments_capture_within_authorization

@@ -4,6 +4,8 @@ refund; authorize, cancel; 3-D Secure finished in a browser; a Capture/Cancel ra
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -27,17 +29,24 @@ RETURN_URL = "https://shop.example/checkout/return"
 KEY = "sk_test_lifecycle"
 
 
-@pytest.fixture
-def served(database_url: str, tmp_path: Path) -> Iterator[tuple[PaymentStub, StripeSandbox]]:
+@contextlib.contextmanager
+def serve_on_sandbox(database_url: str, log: Path, **env: str) -> Iterator[tuple[PaymentStub, StripeSandbox]]:
+    """`payments serve` with the Stripe adapter pointed at a Stripe sandbox, and more settings."""
     with StripeSandbox() as sandbox:
-        env = {"PAYMENTS_STRIPE_API_KEY": KEY, "PAYMENTS_STRIPE_API_BASE": sandbox.url}
-        server = ServeProcess(database_url, tmp_path / "serve.log", env=env)
+        server = ServeProcess(database_url, log, env={"PAYMENTS_STRIPE_API_KEY": KEY,
+                                                      "PAYMENTS_STRIPE_API_BASE": sandbox.url, **env})  # fmt: skip
         server.start()
         try:
             with client_channel(server.target) as channel:
                 yield payment_stub(channel), sandbox
         finally:
             server.close()
+
+
+@pytest.fixture
+def served(database_url: str, tmp_path: Path) -> Iterator[tuple[PaymentStub, StripeSandbox]]:
+    with serve_on_sandbox(database_url, tmp_path / "serve.log") as served:
+        yield served
 
 
 def stripe_intent(sandbox: StripeSandbox, intent_id: str) -> dict[str, object]:
@@ -200,3 +209,42 @@ def test_3ds_completed_converges_through_the_webhook_with_polling_slowed_down(
                 )
         finally:
             server.close()
+
+
+def test_a_payment_nobody_authenticates_is_cancelled_at_the_psp(database_url: str, tmp_path: Path) -> None:
+    with serve_on_sandbox(database_url, tmp_path / "serve.log", PAYMENTS_REQUIRES_ACTION_TIMEOUT_SECONDS="2") as (
+        stub, sandbox
+    ):  # fmt: skip
+        payment = stub.Charge(charge("life-8", method="pm_card_authenticationRequired"), timeout=30).payment
+        assert payment.status == res.PAYMENT_STATUS_REQUIRES_ACTION
+        assert wait_for(lambda: get(stub, payment.id).status == res.PAYMENT_STATUS_CANCELED, timeout=20, interval=0.2)
+        assert get(stub, payment.id).cancellation_reason == "abandoned"
+        intent = stripe_intent(sandbox, payment.psp_reference)
+        assert (intent["status"], intent["cancellation_reason"]) == ("canceled", "abandoned")
+
+
+def alert_lines(log: Path, alert: str) -> list[dict[str, object]]:
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith('{"time"')]
+    return [entry for entry in map(json.loads, lines) if entry.get("alert") == alert]
+
+
+def test_an_authorization_close_to_its_release_alerts_once(database_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    # Stripe holds it for 7 days; warned 8 days ahead, the very first look-up is inside the window.
+    with serve_on_sandbox(database_url, log, PAYMENTS_CAPTURE_WARNING_SECONDS=str(8 * 86400)) as (stub, _):
+        payment = stub.Charge(charge("life-9", manual=True), timeout=30).payment
+        assert wait_for(lambda: bool(alert_lines(log, "CAPTURE_EXPIRING")), timeout=15, interval=0.2)
+        time.sleep(4)  # two more looks at it (after 2 s, then 4 s)
+        (alert,) = alert_lines(log, "CAPTURE_EXPIRING")
+        assert alert["resource_id"] == payment.id
+        assert get(stub, payment.id).status == res.PAYMENT_STATUS_REQUIRES_CAPTURE, "only an alert by default"
+
+
+def test_with_auto_cancel_an_expiring_authorization_is_released(database_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    env = {"PAYMENTS_CAPTURE_WARNING_SECONDS": str(8 * 86400), "PAYMENTS_AUTO_CANCEL_UNCAPTURED": "1"}
+    with serve_on_sandbox(database_url, log, **env) as (stub, sandbox):
+        payment = stub.Charge(charge("life-10", manual=True), timeout=30).payment
+        assert wait_for(lambda: get(stub, payment.id).status == res.PAYMENT_STATUS_CANCELED, timeout=15, interval=0.2)
+        assert stripe_intent(sandbox, payment.psp_reference)["status"] == "canceled"
+        assert len(alert_lines(log, "CAPTURE_EXPIRING")) == 1

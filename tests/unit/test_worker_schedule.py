@@ -40,6 +40,12 @@ class CountingStore:
     async def prune_replies(self, *, older_than_seconds: float, limit: int) -> int:
         return 0
 
+    async def prune_webhook_events(self, *, older_than_seconds: float, limit: int) -> int:
+        return 0
+
+    async def warn_capture_once(self, payment_id: Any) -> bool:
+        raise AssertionError("there is no payment to warn about")
+
     async def record_poll(self, target: Any, transition: Any, next_poll_in: float | None) -> bool:
         raise AssertionError("there is nothing to poll")
 
