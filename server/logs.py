@@ -17,6 +17,10 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"me
 # Last line of defence: whatever slips into a message, these never leave the process.
 _SECRETS = [
     (re.compile(r"\b(sk|rk|pk)_(live|test)_[A-Za-z0-9]{6,}"), r"\1_\2_[REDACTED]"),
+    # Stripe webhook signing secrets, and PaymentIntent client secrets (whoever holds one can complete the
+    # payment in a browser; the intent id before it stays). Also after an underscore, as in `old_whsec_…`.
+    (re.compile(r"(?<![A-Za-z0-9])whsec_[A-Za-z0-9_+/=-]+"), "whsec_[REDACTED]"),
+    (re.compile(r"(?<![A-Za-z0-9])(pi_[A-Za-z0-9]+_secret_)[A-Za-z0-9]+"), r"\1[REDACTED]"),
     (re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE), r"\1[REDACTED]"),
     (re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}\s?[A-Z0-9]{1,4}\b"), "[IBAN]"),
     (re.compile(r"\b(?:\d[ -]?){13,19}\b"), "[CARD]"),

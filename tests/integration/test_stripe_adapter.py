@@ -7,18 +7,34 @@ import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import stripe
 
 from adapters.retry import RetryingProvider, RetryPolicy
-from adapters.sandboxes.stripe_objects import CREATE_PAYMENT_INTENT, CREATE_REFUND, CREATE_TRANSFER
+from adapters.sandboxes.stripe_objects import (
+    CANCEL_PAYMENT_INTENT,
+    CAPTURE_PAYMENT_INTENT,
+    CREATE_PAYMENT_INTENT,
+    CREATE_REFUND,
+    CREATE_TRANSFER,
+)
 from adapters.sandboxes.stripe_sandbox import StripeSandbox
 from adapters.stripe_psp import StripeAdapter, close_http_client, pooled_http_client, stripe_client
 from server.app.deadline import Deadline
-from server.app.psp import ChargeOrder, OutcomeKind, PayoutOrder, PspRejectedError, PspUnavailableError, RefundOrder
+from server.app.psp import (
+    CancelOrder,
+    CaptureOrder,
+    ChargeOrder,
+    OutcomeKind,
+    PayoutOrder,
+    PspRejectedError,
+    PspUnavailableError,
+    RefundOrder,
+)
 from server.domain.finality import Rejection
-from server.domain.model import StripeAccountDestination
+from server.domain.model import RedirectToUrl, StripeAccountDestination, UseStripeSdk
 from server.domain.money import Money
 from tests.support.stripe_backend import LIVE, StripeBackend, live_credentials
 
@@ -44,10 +60,24 @@ async def psp(backend: StripeBackend) -> AsyncIterator[RetryingProvider]:
     await close_http_client(http_client)
 
 
-def charge_order(method: str = "pm_card_visa", amount: int = 2000) -> ChargeOrder:
+def charge_order(
+    method: str = "pm_card_visa", amount: int = 2000, *, capture_manually: bool = False, return_url: str = ""
+) -> ChargeOrder:
     payment_id = f"pay_{uuid.uuid4().hex}"
     return ChargeOrder(payment_id, "test-client", f"key-{payment_id}", f"charge-{uuid.uuid4().hex}",
-                       Money(amount, "EUR"), method, "cus-1", "adapter test", {"order": "42"})  # fmt: skip
+                       Money(amount, "EUR"), method, "cus-1", "adapter test", {"order": "42"},
+                       capture_manually=capture_manually, return_url=return_url)  # fmt: skip
+
+
+def capture_order(reference: str, amount: int, *, final: bool = True) -> CaptureOrder:
+    key = f"capture-key-{uuid.uuid4().hex}"
+    return CaptureOrder("pay_x", "test-client", key, f"capture-{uuid.uuid4().hex}", reference,
+                        Money(amount, "EUR"), final)  # fmt: skip
+
+
+def cancel_order(reference: str, reason: str = "requested_by_customer") -> CancelOrder:
+    key = f"cancel-key-{uuid.uuid4().hex}"
+    return CancelOrder("pay_x", "test-client", key, f"cancel-{uuid.uuid4().hex}", reference, reason)
 
 
 def refund_order(reference: str, amount: int, payment_id: str = "pay_x") -> RefundOrder:
@@ -105,6 +135,101 @@ async def test_partial_refunds(psp: RetryingProvider) -> None:
     assert first.kind is second.kind is OutcomeKind.SUCCEEDED
     assert first.psp_reference
     assert first.psp_reference.startswith("re_")
+
+
+async def test_manual_capture_authorizes_then_captures_part(psp: RetryingProvider) -> None:
+    """Authorized: the whole amount is capturable for Stripe's 7-day hold. A final capture of part takes
+    that part and releases the rest; what was captured can be refunded; a look-up of the capture reads
+    the intent as it now stands."""
+    authorized = await psp.charge(charge_order(amount=3000, capture_manually=True), Deadline.after(20))
+    assert authorized.kind is OutcomeKind.AUTHORIZED
+    assert authorized.psp_reference
+    assert authorized.psp_reference.startswith("pi_")
+    assert (authorized.amount_capturable, authorized.amount_received) == (3000, 0)
+    assert authorized.capturable_until is not None
+    assert abs(authorized.capturable_until - datetime.now(UTC) - timedelta(days=7)) < timedelta(hours=1)
+
+    order = capture_order(authorized.psp_reference, 2000, final=True)
+    captured = await psp.capture(order, Deadline.after(20))
+    assert (captured.kind, captured.psp_reference) == (OutcomeKind.SUCCEEDED, authorized.psp_reference)
+    assert (captured.amount_received, captured.amount_capturable) == (2000, 0)
+    assert captured.data.get("psp_request_id", "").startswith("req_")
+
+    refunded = await psp.refund(refund_order(authorized.psp_reference, 2000), Deadline.after(20))
+    assert refunded.kind is OutcomeKind.SUCCEEDED
+
+    found = await psp.lookup(order, None, Deadline.after(20))
+    assert (found.kind, found.psp_reference) == (OutcomeKind.SUCCEEDED, authorized.psp_reference)
+    assert (found.amount_received, found.amount_capturable) == (2000, 0)
+
+
+async def test_cancel_voids_an_authorization_and_a_second_cancel_is_refused(
+    backend: StripeBackend, psp: RetryingProvider
+) -> None:
+    authorized = await psp.charge(charge_order(capture_manually=True), Deadline.after(20))
+    assert authorized.kind is OutcomeKind.AUTHORIZED
+    assert authorized.psp_reference
+    order = cancel_order(authorized.psp_reference, "requested_by_customer")
+    canceled = await psp.cancel(order, Deadline.after(20))
+    assert (canceled.kind, canceled.psp_reference) == (OutcomeKind.CANCELED, authorized.psp_reference)
+    assert (canceled.amount_capturable, canceled.amount_received) == (0, 0)
+    resent = await psp.cancel(order, Deadline.after(20))  # the same key: Stripe replays its answer
+    assert resent.kind is OutcomeKind.CANCELED
+    with pytest.raises(PspRejectedError) as caught:  # a new key: a new cancel of a canceled intent
+        await psp.cancel(cancel_order(authorized.psp_reference), Deadline.after(20))
+    assert caught.value.code == "payment_intent_unexpected_state"
+    assert caught.value.rejection is Rejection.REQUEST
+    assert not caught.value.possibly_executed
+    if backend.sandbox is not None:
+        assert backend.sandbox.executions(CANCEL_PAYMENT_INTENT) == 1
+
+
+async def test_a_capture_retried_under_its_key_executes_once(backend: StripeBackend, psp: RetryingProvider) -> None:
+    """Against the sandbox the first answer is lost after the capture ran, so the retry resends it; the
+    caller's own resend then carries the same key. Stripe captures once and replays the answer."""
+    authorized = await psp.charge(charge_order(amount=3000, capture_manually=True), Deadline.after(20))
+    assert authorized.psp_reference
+    order = capture_order(authorized.psp_reference, 1000, final=True)
+    path = f"/v1/payment_intents/{authorized.psp_reference}/capture"
+    if backend.sandbox is not None:
+        backend.sandbox.inject("drop_after_work", count=1, method="POST", path_prefix=path)
+    first = await psp.capture(order, Deadline.after(20))
+    again = await psp.capture(order, Deadline.after(20))
+    for outcome in (first, again):
+        assert (outcome.kind, outcome.psp_reference) == (OutcomeKind.SUCCEEDED, authorized.psp_reference)
+        assert outcome.amount_received == 1000
+    if backend.sandbox is not None:
+        assert backend.sandbox.executions_for_key(order.psp_key) == 1
+        assert backend.sandbox.executions(CAPTURE_PAYMENT_INTENT) == 1
+        posts = [r for r in backend.sandbox.requests() if r.method == "POST" and r.path == path]
+        assert [r.idempotency_key for r in posts] == [order.psp_key] * 3
+        assert [r.replayed for r in posts] == [False, True, True]
+
+
+async def test_3ds_with_a_return_url_is_a_redirect_back_to_it(psp: RetryingProvider) -> None:
+    order = charge_order("pm_card_authenticationRequired", return_url="https://example.com/return")
+    outcome = await psp.charge(order, Deadline.after(20))
+    assert outcome.kind is OutcomeKind.REQUIRES_ACTION
+    assert isinstance(outcome.next_action, RedirectToUrl)
+    assert outcome.next_action.return_url == "https://example.com/return"
+    assert outcome.next_action.url.startswith(("https://", "http://"))
+
+
+async def test_3ds_without_a_return_url_hands_the_client_secret_to_the_caller(psp: RetryingProvider) -> None:
+    """Stripe.js finishes it with the intent's client secret. It is in the outcome for the caller, but not
+    in its repr; a look-up gives it again, which is how a replay answers without ever storing it."""
+    order = charge_order("pm_card_authenticationRequired")
+    outcome = await psp.charge(order, Deadline.after(20))
+    assert outcome.kind is OutcomeKind.REQUIRES_ACTION
+    assert outcome.psp_reference
+    assert isinstance(outcome.next_action, UseStripeSdk)
+    secret = outcome.next_action.client_secret
+    assert secret.startswith(f"{outcome.psp_reference}_secret_")
+    assert len(secret) > len(f"{outcome.psp_reference}_secret_")
+    assert secret not in repr(outcome)
+    found = await psp.lookup(order, outcome.psp_reference, Deadline.after(20))
+    assert found.kind is OutcomeKind.REQUIRES_ACTION
+    assert found.next_action == outcome.next_action
 
 
 async def test_three_500s_then_success_make_one_intent(backend: StripeBackend, psp: RetryingProvider) -> None:
