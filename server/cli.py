@@ -172,8 +172,25 @@ def cmd_charge(args: argparse.Namespace) -> int:
     request = svc.ChargeRequest(
         idempotency_key=args.idempotency_key, amount=_money(args), payment_method=args.payment_method,
         customer_id=args.customer_id, description=args.description, metadata=_metadata_pairs(args.metadata),
+        return_url=args.return_url,
+        capture_method=res.CAPTURE_METHOD_MANUAL if args.capture_method == "manual" else res.CAPTURE_METHOD_UNSPECIFIED,
     )  # fmt: skip
     return _call(args, lambda stub: stub.Charge, request, "payment")
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    request = svc.CapturePaymentRequest(idempotency_key=args.idempotency_key, payment_id=args.payment_id)
+    if args.amount is not None:
+        request.amount.CopyFrom(_money(args))
+    if args.not_final:
+        request.final_capture = False
+    return _call(args, lambda stub: stub.CapturePayment, request, "payment")
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    request = svc.CancelPaymentRequest(idempotency_key=args.idempotency_key, payment_id=args.payment_id,
+                                       reason=args.reason)  # fmt: skip
+    return _call(args, lambda stub: stub.CancelPayment, request, "payment")
 
 
 def cmd_refund(args: argparse.Namespace) -> int:
@@ -408,7 +425,25 @@ def build_parser() -> argparse.ArgumentParser:
     charge.add_argument("--customer-id", default="")
     charge.add_argument("--description", default="")
     charge.add_argument("--metadata", action="append", default=[], help="key=value (repeatable)")
+    charge.add_argument("--capture-method", choices=("automatic", "manual"), default="automatic",
+                        help="manual: authorize only, capture later with `payments capture`")  # fmt: skip
+    charge.add_argument("--return-url", default="", help="where 3-D Secure sends the customer back")
     charge.set_defaults(func=cmd_charge)
+
+    capture = _client_parser(sub, "capture", "capture an authorized payment (all that is capturable unless --amount)")
+    capture.add_argument("--payment-id", required=True)
+    capture.add_argument("--amount", type=int, help="amount in minor units")
+    capture.add_argument("--currency", default="EUR")
+    capture.add_argument("--not-final", action="store_true", help="keep the rest capturable")
+    capture.add_argument("--idempotency-key", required=True)
+    capture.set_defaults(func=cmd_capture)
+
+    cancel = _client_parser(sub, "cancel", "void an authorized payment, or one waiting for the customer")
+    cancel.add_argument("--payment-id", required=True)
+    cancel.add_argument("--reason", default="", choices=("", "duplicate", "fraudulent", "requested_by_customer",
+                                                            "abandoned"))  # fmt: skip
+    cancel.add_argument("--idempotency-key", required=True)
+    cancel.set_defaults(func=cmd_cancel)
 
     refund = _client_parser(sub, "refund", "refund a payment (all that remains unless --amount)")
     refund.add_argument("--payment-id", required=True)

@@ -24,6 +24,7 @@ from server.domain.idempotency import Operation, psp_idempotency_key
 from tests.support.chaos import ServeProcess, client_channel, wait_for
 from tests.support.processes import free_port
 from tests.support.requests import cancel, capture, charge, error_reason, refund
+from tests.support.webhooks import event, sign
 
 RETURN_URL = "https://shop.example/checkout/return"
 KEY = "sk_test_lifecycle"
@@ -204,9 +205,31 @@ def test_3ds_completed_converges_through_the_webhook_with_polling_slowed_down(
                 delivered = [d for d in sandbox.webhook_deliveries() if d.type == "payment_intent.succeeded"]
                 assert delivered
                 assert delivered[0].status == 200
-                assert len(sandbox.requests()) > looked_up, (
-                    "the event led to a look-up; the event itself proves nothing"
-                )
+                assert len(sandbox.requests()) > looked_up, "the event led to a look-up (events prove nothing)"
+
+                # An out-of-order pair: an older state's event after the new one's. It is answered and changes
+                # nothing: events only prompt a look-up, and a final payment is not looked up again.
+                stale = event("evt_stale_requires_action", "payment_intent.requires_action", payment.psp_reference)
+                answer = httpx.post(f"http://127.0.0.1:{webhook_port}/v1/webhooks/stripe", content=stale,
+                                    headers={"Stripe-Signature": sign(stale, secret),
+                                             "Content-Type": "application/json"})  # fmt: skip
+                assert answer.status_code == 200
+                time.sleep(0.5)
+                assert get(stub, payment.id).status == res.PAYMENT_STATUS_SUCCEEDED
+
+                # An event that does not match Stripe's state (a forged or misrouted one): the look-up it
+                # prompts finds the authorization intact, so nothing changes.
+                held = stub.Charge(charge("life-7b", manual=True), timeout=30).payment
+                before = len(sandbox.requests())
+                forged = event("evt_not_true", "payment_intent.canceled", held.psp_reference)
+                answer = httpx.post(f"http://127.0.0.1:{webhook_port}/v1/webhooks/stripe", content=forged,
+                                    headers={"Stripe-Signature": sign(forged, secret),
+                                             "Content-Type": "application/json"})  # fmt: skip
+                assert answer.status_code == 200
+                assert wait_for(lambda: any(f"/v1/payment_intents/{held.psp_reference}" == r.path
+                                            for r in sandbox.requests()[before:] if r.method == "GET"),
+                                timeout=5, interval=0.05)  # fmt: skip
+                assert get(stub, held.id).status == res.PAYMENT_STATUS_REQUIRES_CAPTURE
         finally:
             server.close()
 

@@ -194,3 +194,36 @@ def test_cli_list_refuses_an_unknown_status_readably() -> None:
     assert listed.returncode == 2
     assert "invalid choice: 'bogus'" in listed.stderr
     assert "Traceback" not in listed.stderr
+
+
+def test_cli_authorizes_captures_part_and_cancels(database_url: str) -> None:
+    """`make serve`'s configuration (built-in Stripe sandbox): the commands users run."""
+    port = free_port()
+    process = start_cli_server(database_url, port)
+    try:
+        wait_serving(f"127.0.0.1:{port}")
+
+        def authorized(key: str) -> dict[str, object]:
+            created = run_cli("charge", "--amount", "2000", "--currency", "EUR", "--payment-method", "pm_card_visa",
+                              "--capture-method", "manual", "--idempotency-key", key, port=port)  # fmt: skip
+            assert created.returncode == 0, created.stderr
+            payment: dict[str, object] = json.loads(created.stdout)
+            assert payment["status"] == "PAYMENT_STATUS_REQUIRES_CAPTURE"
+            return payment
+
+        first = authorized("cli-auth-1")
+        captured = run_cli("capture", "--payment-id", str(first["id"]), "--amount", "1500", "--idempotency-key",
+                           "cli-cap-1", port=port)  # fmt: skip
+        assert captured.returncode == 0, captured.stderr
+        assert json.loads(captured.stdout)["amount_captured"] == {"amount_minor": "1500", "currency": "EUR"}
+        second = authorized("cli-auth-2")
+        canceled = run_cli("cancel", "--payment-id", str(second["id"]), "--reason", "duplicate", "--idempotency-key",
+                           "cli-can-1", port=port)  # fmt: skip
+        assert canceled.returncode == 0, canceled.stderr
+        assert json.loads(canceled.stdout)["status"] == "PAYMENT_STATUS_CANCELED"
+        refused = run_cli("capture", "--payment-id", str(second["id"]), "--idempotency-key", "cli-cap-2", port=port)
+        assert refused.returncode == 1
+        assert "PAYMENT_NOT_CAPTURABLE" in refused.stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0

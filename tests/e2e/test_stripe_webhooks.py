@@ -8,8 +8,6 @@ which `stripe.Webhook.construct_event` checks on the server. Every request is re
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import signal
@@ -35,26 +33,13 @@ from tests.support.chaos import ServeProcess, client_channel, wait_for
 from tests.support.processes import REPO, free_port, start_cli_server
 from tests.support.requests import charge
 from tests.support.secure import require_openssl
+from tests.support.webhooks import MARKER, event, sign
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
 OLD_SECRET = "whsec_old_0123456789abcdef"  # test signing secrets
 NEW_SECRET = "whsec_rotated_fedcba9876543210"
 PATH = "/v1/webhooks/stripe"
-MARKER = "client-secret-marker-7f3a"  # in every payload: must never reach the server's log
-
-
-def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
-    t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
-
-
-def event(event_id: str, event_type: str, object_id: str) -> bytes:
-    stripe_object = {"id": object_id, "object": event_type.split(".")[0], "client_secret": f"{object_id}_{MARKER}"}
-    body = {"id": event_id, "object": "event", "type": event_type, "created": int(time.time()),
-            "livemode": False, "data": {"object": stripe_object}}  # fmt: skip
-    return json.dumps(body).encode()
 
 
 @dataclass
