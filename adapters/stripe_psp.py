@@ -240,7 +240,9 @@ class StripeAdapter:
 
     @property
     def payouts_can_return(self) -> bool:
-        return False  # a Transfer to a connected account is final once Stripe made it
+        # The platform can reverse a Transfer to a connected account (transfer.reversed): a paid payout is
+        # watched for it like a SEPA return.
+        return True
 
     def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
         return {}
@@ -455,7 +457,10 @@ def _refund_outcome(answer: _Answer) -> PspOutcome:
 
 
 def _transfer_outcome(answer: _Answer) -> PspOutcome:
-    return PspOutcome(OutcomeKind.SUCCEEDED, answer.body["id"], data=answer.data)
+    """A Transfer is paid once Stripe made it; fully reversed, the money came back (RETURNED). A partial
+    reversal leaves it paid: the payout's model has no partly returned state."""
+    kind = OutcomeKind.RETURNED if answer.body.get("reversed") is True else OutcomeKind.SUCCEEDED
+    return PspOutcome(kind, answer.body["id"], data=answer.data)
 
 
 class _StripeErrors:

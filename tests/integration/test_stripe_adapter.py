@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 import stripe
 
@@ -301,6 +302,27 @@ async def test_transfer_to_connected_account(backend: StripeBackend, psp: Retryi
     assert sandbox.executions(CREATE_TRANSFER) == 1
     found = await psp.lookup(order, None, Deadline.after(20))
     assert found.psp_reference == outcome.psp_reference
+
+
+async def test_a_fully_reversed_transfer_is_returned(backend: StripeBackend, psp: RetryingProvider) -> None:
+    """The platform took the money back (POST /v1/transfers/{id}/reversals): the look-up says RETURNED,
+    which is why a paid Stripe payout is watched (payouts_can_return)."""
+    sandbox = backend.require_sandbox()
+    assert psp.payouts_can_return
+    order = PayoutOrder(f"po_{uuid.uuid4().hex}", "test-client", "k", f"payout-{uuid.uuid4().hex}",
+                        Money(3000, "EUR"), StripeAccountDestination("acct_1Seller"), False, "April sales")  # fmt: skip
+    paid = await psp.payout(order, Deadline.after(20))
+    assert paid.kind is OutcomeKind.SUCCEEDED
+    assert paid.psp_reference
+    auth = {"Authorization": f"Bearer {backend.api_key}"}
+    reversal = httpx.post(f"{sandbox.url}/v1/transfers/{paid.psp_reference}/reversals", headers=auth,
+                          data={"amount": "1000"})  # fmt: skip
+    assert reversal.status_code == 200, reversal.text
+    partly = await psp.lookup(order, paid.psp_reference, Deadline.after(20))
+    assert partly.kind is OutcomeKind.SUCCEEDED, "partly reversed: still paid"
+    rest = httpx.post(f"{sandbox.url}/v1/transfers/{paid.psp_reference}/reversals", headers=auth)
+    assert rest.status_code == 200, rest.text
+    assert (await psp.lookup(order, paid.psp_reference, Deadline.after(20))).kind is OutcomeKind.RETURNED
 
 
 async def test_over_refund_is_rejected_by_stripe(backend: StripeBackend, psp: RetryingProvider) -> None:
