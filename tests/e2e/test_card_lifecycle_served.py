@@ -22,6 +22,7 @@ from payments.v1 import resources_pb2 as res
 from server.api.client import PaymentStub, payment_stub
 from server.domain.idempotency import Operation, psp_idempotency_key
 from tests.support.chaos import ServeProcess, client_channel, wait_for
+from tests.support.postgres import PostgresForTests
 from tests.support.processes import free_port
 from tests.support.requests import cancel, capture, charge, error_reason, refund
 from tests.support.webhooks import event, sign
@@ -44,9 +45,13 @@ def serve_on_sandbox(database_url: str, log: Path, **env: str) -> Iterator[tuple
             server.close()
 
 
-@pytest.fixture
-def served(database_url: str, tmp_path: Path) -> Iterator[tuple[PaymentStub, StripeSandbox]]:
-    with serve_on_sandbox(database_url, tmp_path / "serve.log") as served:
+@pytest.fixture(scope="module")
+def served(
+    postgres: PostgresForTests, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[PaymentStub, StripeSandbox]]:
+    """One server for the tests that need no settings of their own (each uses its own keys)."""
+    log = tmp_path_factory.mktemp("lifecycle") / "serve.log"
+    with serve_on_sandbox(postgres.new_database(), log) as served:
         yield served
 
 
@@ -257,7 +262,7 @@ def test_an_authorization_close_to_its_release_alerts_once(database_url: str, tm
     with serve_on_sandbox(database_url, log, PAYMENTS_CAPTURE_WARNING_SECONDS=str(8 * 86400)) as (stub, _):
         payment = stub.Charge(charge("life-9", manual=True), timeout=30).payment
         assert wait_for(lambda: bool(alert_lines(log, "CAPTURE_EXPIRING")), timeout=15, interval=0.2)
-        time.sleep(4)  # two more looks at it (after 2 s, then 4 s)
+        time.sleep(2.5)  # one more look at it (2 s after the first)
         (alert,) = alert_lines(log, "CAPTURE_EXPIRING")
         assert alert["resource_id"] == payment.id
         assert get(stub, payment.id).status == res.PAYMENT_STATUS_REQUIRES_CAPTURE, "only an alert by default"
