@@ -25,7 +25,7 @@ from server.app.psp import (
 )
 from server.app.replies import Reply, ReplyEncoder
 from server.app.resources import PspCall, executed_by, spec_for_kind, spec_of
-from server.app.store import Done, OperationStore, Pruned, ResourceReader, Started, StoredReply
+from server.app.store import Begun, Done, KeyClaim, OperationStore, Pruned, ResourceReader, Started, StoredReply
 from server.domain.errors import FieldViolation, InvalidRequest, NotFound
 from server.domain.finality import may_resend
 from server.domain.idempotency import Operation
@@ -98,21 +98,25 @@ class Operations:
         return await self._answer(begun, cmd.idempotency_key, ctx, IdKind.REFUND)
 
     async def capture(self, cmd: CaptureCommand, ctx: CallContext) -> Reply:
-        payment_id = parse_id(IdKind.PAYMENT, cmd.payment_id_text)
-        claim = key_claim(ctx, cmd.idempotency_key, Operation.CAPTURE, cmd.fingerprint, self._policy)
-        begun = await begin_with_wait(
-            lambda: self._store.begin_capture(claim, payment_id, cmd.amount, cmd.final, self._encoder.error),
-            ctx.deadline, self._policy, Operation.CAPTURE,
-        )  # fmt: skip
-        return await self._answer(begun, cmd.idempotency_key, ctx, IdKind.PAYMENT)
+        def begin(claim: KeyClaim, payment_id: uuid.UUID) -> Awaitable[Begun[Payment]]:
+            return self._store.begin_capture(claim, payment_id, cmd.amount, cmd.final, self._encoder.error)
+
+        return await self._act_on_payment(Operation.CAPTURE, cmd, ctx, begin)
 
     async def cancel(self, cmd: CancelCommand, ctx: CallContext) -> Reply:
+        def begin(claim: KeyClaim, payment_id: uuid.UUID) -> Awaitable[Begun[Payment]]:
+            return self._store.begin_cancel(claim, payment_id, cmd.reason, self._encoder.error)
+
+        return await self._act_on_payment(Operation.CANCEL, cmd, ctx, begin)
+
+    async def _act_on_payment(
+        self, operation: Operation, cmd: CaptureCommand | CancelCommand, ctx: CallContext,
+        begin: Callable[[KeyClaim, uuid.UUID], Awaitable[Begun[Payment]]],
+    ) -> Reply:  # fmt: skip
+        """A capture or cancel: the key claimed and the action admitted on the payment, then executed."""
         payment_id = parse_id(IdKind.PAYMENT, cmd.payment_id_text)
-        claim = key_claim(ctx, cmd.idempotency_key, Operation.CANCEL, cmd.fingerprint, self._policy)
-        begun = await begin_with_wait(
-            lambda: self._store.begin_cancel(claim, payment_id, cmd.reason, self._encoder.error),
-            ctx.deadline, self._policy, Operation.CANCEL,
-        )  # fmt: skip
+        claim = key_claim(ctx, cmd.idempotency_key, operation, cmd.fingerprint, self._policy)
+        begun = await begin_with_wait(lambda: begin(claim, payment_id), ctx.deadline, self._policy, operation)
         return await self._answer(begun, cmd.idempotency_key, ctx, IdKind.PAYMENT)
 
     async def payout(self, cmd: PayoutCommand, ctx: CallContext) -> Reply:

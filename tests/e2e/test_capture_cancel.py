@@ -3,8 +3,6 @@ PostgreSQL, with the in-process PSP. The Stripe path is in test_capture_stripe.p
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import grpc
 import pytest
 
@@ -13,7 +11,15 @@ from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
 from server.domain.idempotency import Operation, psp_idempotency_key
 from tests.support.harness import ServerHarness
-from tests.support.requests import cancel, capture, charge, error_reason, field_violations, refund
+from tests.support.requests import (
+    cancel,
+    capture,
+    capture_or_cancel_race,
+    charge,
+    error_reason,
+    field_violations,
+    refund,
+)
 
 
 def authorized(server: ServerHarness, key: str, amount: int = 1000) -> res.Payment:
@@ -91,18 +97,7 @@ def test_capture_and_cancel_race_one_winner_one_psp_call(server: ServerHarness) 
     payment = authorized(server, "race-1")
     server.sandbox.set_latency(0.05)  # the winner is still at the PSP while the others arrive
 
-    def attempt(n: int) -> str:
-        try:
-            if n % 2:
-                server.stub.CapturePayment(capture(f"race-1-{n}", payment.id), timeout=20)
-            else:
-                server.stub.CancelPayment(cancel(f"race-1-{n}", payment.id), timeout=20)
-        except grpc.RpcError as exc:
-            return error_reason(exc)
-        return "OK"
-
-    with ThreadPoolExecutor(50) as pool:
-        answers = list(pool.map(attempt, range(50)))
+    answers = capture_or_cancel_race(server.stub, payment.id, "race-1")
     assert answers.count("OK") == 1, answers
     assert set(answers) - {"OK"} <= {"PAYMENT_NOT_CAPTURABLE", "PAYMENT_NOT_CANCELABLE"}, answers
     winner = answers.index("OK")

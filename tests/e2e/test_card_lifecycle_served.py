@@ -9,7 +9,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -24,7 +23,7 @@ from server.domain.idempotency import Operation, psp_idempotency_key
 from tests.support.chaos import ServeProcess, client_channel, wait_for
 from tests.support.postgres import PostgresForTests
 from tests.support.processes import free_port
-from tests.support.requests import cancel, capture, charge, error_reason, refund
+from tests.support.requests import cancel, capture, capture_or_cancel_race, charge, error_reason, refund
 from tests.support.webhooks import event, sign
 
 RETURN_URL = "https://shop.example/checkout/return"
@@ -101,18 +100,7 @@ def test_capture_and_cancel_race_through_stripe(served: tuple[PaymentStub, Strip
     stub, sandbox = served
     payment = stub.Charge(charge("life-3", manual=True), timeout=30).payment
 
-    def attempt(n: int) -> str:
-        try:
-            if n % 2:
-                stub.CapturePayment(capture(f"life-3-{n}", payment.id), timeout=30)
-            else:
-                stub.CancelPayment(cancel(f"life-3-{n}", payment.id), timeout=30)
-        except grpc.RpcError as exc:
-            return error_reason(exc)
-        return "OK"
-
-    with ThreadPoolExecutor(50) as pool:
-        answers = list(pool.map(attempt, range(50)))
+    answers = capture_or_cancel_race(stub, payment.id, "life-3")
     assert answers.count("OK") == 1, answers
     winner = answers.index("OK")
     operation = Operation.CAPTURE if winner % 2 else Operation.CANCEL

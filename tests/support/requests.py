@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -10,6 +11,7 @@ from grpc_status import rpc_status
 
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
+from server.api.client import PaymentStub
 
 
 def charge(
@@ -105,3 +107,21 @@ def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
     except grpc.RpcError as error:
         return error
     raise AssertionError("the call succeeded")
+
+
+def capture_or_cancel_race(stub: PaymentStub, payment_id: str, prefix: str, callers: int = 50) -> list[str]:
+    """`callers` concurrent callers, odd ones capturing and even ones cancelling the payment, each with its
+    own key `<prefix>-<n>`; returns each caller's answer: "OK" or the error's reason."""
+
+    def attempt(n: int) -> str:
+        try:
+            if n % 2:
+                stub.CapturePayment(capture(f"{prefix}-{n}", payment_id), timeout=30)
+            else:
+                stub.CancelPayment(cancel(f"{prefix}-{n}", payment_id), timeout=30)
+        except grpc.RpcError as exc:
+            return error_reason(exc)
+        return "OK"
+
+    with ThreadPoolExecutor(callers) as pool:
+        return list(pool.map(attempt, range(callers)))
