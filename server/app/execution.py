@@ -35,7 +35,6 @@ from server.app.store import (
     Pruned,
     Started,
     StoredReply,
-    Transition,
 )
 from server.domain.errors import IdempotencyKeyInUse, IdempotencyKeyReused, PspUnavailable
 from server.domain.finality import RecoverySchedule, Verdict, judge_rejection
@@ -186,7 +185,7 @@ async def drive(
     storable = flow.storable(final)
     reply = StoredReply(0, encode(storable), final=is_final(flow.resource_type, str(final.status)))
     # Shielded: once the PSP has answered, the outcome is recorded even if the caller goes away.
-    stored = await asyncio.shield(_record_outcome(store, started, transition, reply))
+    stored = await asyncio.shield(store.record_outcome(started.lease, transition, reply))
     if storable is not final and stored == reply:  # ours was recorded: the caller also gets what is not stored
         return Reply(0, encode(final), replayed=False)
     return Reply.of(stored, replayed=False)
@@ -212,19 +211,7 @@ async def _stop_unfinished(
     back, resumable by a client retry at once or by the recovery worker after the schedule's delay."""
     transition = flow.in_progress(started.resource, ctx.actor, now()) if possibly_executed else None
     recover_in = policy.recovery.delay(started.executions, started.key_age_seconds)
-    await asyncio.shield(_release(store, started, transition, recover_in))
-
-
-async def _record_outcome(
-    store: OperationStore, started: Started[R], transition: Transition | None, reply: StoredReply
-) -> StoredReply:
-    return await store.record_outcome(started.lease, transition, reply)
-
-
-async def _release(
-    store: OperationStore, started: Started[R], transition: Transition | None, recover_in: float
-) -> None:
-    await store.release(started.lease, transition, recover_in)
+    await asyncio.shield(store.release(started.lease, transition, recover_in))
 
 
 def key_claim(

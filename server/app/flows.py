@@ -45,7 +45,6 @@ def _transition(
     at: datetime,
     reason: str,
     *,
-    captured_minor: int | None = None,
     refund_settlement: str | None = None,
     facts: dict[str, object] | None = None,
 ) -> Transition | None:
@@ -71,7 +70,7 @@ def _transition(
         failure=outcome.failure if outcome else None,
         psp_data=dict(data),
         refund_settlement=refund_settlement,
-        **{"captured_minor": captured_minor, **facts},  # type: ignore[arg-type] # named as Transition's fields
+        **facts,  # type: ignore[arg-type] # a payment's facts, named as Transition's fields (_payment_facts)
     )
 
 
