@@ -264,3 +264,22 @@ def test_with_auto_cancel_an_expiring_authorization_is_released(database_url: st
         assert wait_for(lambda: get(stub, payment.id).status == res.PAYMENT_STATUS_CANCELED, timeout=15, interval=0.2)
         assert stripe_intent(sandbox, payment.psp_reference)["status"] == "canceled"
         assert len(alert_lines(log, "CAPTURE_EXPIRING")) == 1
+
+
+def test_a_reversed_stripe_transfer_makes_the_payout_returned(served: tuple[PaymentStub, StripeSandbox]) -> None:
+    """A paid payout to a connected account is watched: once the platform reverses the whole Transfer,
+    the worker's look-up finds it and the payout is RETURNED."""
+    stub, sandbox = served
+    request = svc.PayoutRequest(idempotency_key="life-11", amount=res.Money(amount_minor=2500, currency="EUR"),
+                                stripe_account_id="acct_1Reversed", reference="May sales")  # fmt: skip
+    payout = stub.Payout(request, timeout=30).payout
+    assert payout.status == res.PAYOUT_STATUS_PAID
+    reversal = httpx.post(f"{sandbox.url}/v1/transfers/{payout.psp_reference}/reversals",
+                          headers={"Authorization": f"Bearer {KEY}"})  # fmt: skip
+    assert reversal.status_code == 200, reversal.text
+
+    def returned() -> bool:
+        got = stub.GetPayout(svc.GetPayoutRequest(id=payout.id), timeout=10).payout
+        return bool(got.status == res.PAYOUT_STATUS_RETURNED)
+
+    assert wait_for(returned, timeout=15, interval=0.2)
