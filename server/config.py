@@ -105,6 +105,7 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     psp_budget_seconds: float = 20.0
     reply_retention_days: int = 30
+    event_retention_days: int = 30  # outbox events (the event feed, Debezium) are deleted after this long
     worker: bool = True  # the recovery worker and status poller run in this process
     recovery_idle_seconds: float = 5.0  # how long a stopped execution is left to its client
     # Connections (and calls in flight) per PSP per process; at a PSP's 1-2 s, 1,000 carry 500-1,000 rps.
@@ -158,6 +159,7 @@ class Settings:
             shutdown_grace_seconds=_float(env, "PAYMENTS_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
             psp_budget_seconds=_float(env, "PAYMENTS_PSP_BUDGET_SECONDS", cls.psp_budget_seconds),
             reply_retention_days=_int(env, "PAYMENTS_REPLY_RETENTION_DAYS", cls.reply_retention_days),
+            event_retention_days=_int(env, "PAYMENTS_EVENT_RETENTION_DAYS", cls.event_retention_days),
             worker=(env.get("PAYMENTS_WORKER") or "on").lower() not in ("off", "0", "false", "no"),
             recovery_idle_seconds=_float(env, "PAYMENTS_RECOVERY_IDLE_SECONDS", cls.recovery_idle_seconds),
             stripe_key_ttl_seconds=_float(env, "PAYMENTS_STRIPE_KEY_TTL_SECONDS", cls.stripe_key_ttl_seconds),
@@ -194,6 +196,8 @@ class Settings:
             raise ConfigError("PAYMENTS_BANK_API_BASE needs PAYMENTS_BANK_API_TOKEN")
         if self.db_pool_size < 1:
             raise ConfigError("PAYMENTS_DB_POOL_SIZE must be at least 1")
+        if self.event_retention_days < 1:
+            raise ConfigError("PAYMENTS_EVENT_RETENTION_DAYS must be at least 1")
         if self.psp_max_connections < 1:
             raise ConfigError("PAYMENTS_PSP_MAX_CONNECTIONS must be at least 1")
         if not 0 < self.stripe_key_ttl_seconds <= 24 * 3600:

@@ -60,6 +60,17 @@ _PRUNE_WEBHOOK_EVENTS = """
     )
 """
 
+# One batch of old outbox events, oldest first along outbox_events_created (docs/outbox.md, Retention).
+_PRUNE_EVENTS = """
+    DELETE FROM outbox_events
+    WHERE id IN (
+        SELECT id FROM outbox_events
+        WHERE created_at < now() - make_interval(secs => $1)
+        ORDER BY created_at
+        LIMIT $2
+    )
+"""
+
 _TABLES = (("payments", PAYMENT_COLUMNS, payment_of), ("refunds", REFUND_COLUMNS, refund_of),
            ("payouts", PAYOUT_COLUMNS, payout_of))  # fmt: skip
 
@@ -153,6 +164,11 @@ class PostgresWorkerStore:
     async def prune_webhook_events(self, *, older_than_seconds: float, limit: int) -> int:
         async with self._db.connection() as conn:
             status = await conn.execute(_PRUNE_WEBHOOK_EVENTS, older_than_seconds, limit)
+        return int(status.split()[-1])
+
+    async def prune_events(self, *, older_than_seconds: float, limit: int) -> int:
+        async with self._db.connection() as conn:
+            status = await conn.execute(_PRUNE_EVENTS, older_than_seconds, limit)
         return int(status.split()[-1])
 
     async def record_poll(self, target: PollTarget, transition: Transition | None, next_poll_in: float | None) -> bool:

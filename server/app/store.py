@@ -225,6 +225,11 @@ class WorkerStore(Protocol):
         """Forgets webhook event ids past the time the PSP may deliver them again; returns how many."""
         ...
 
+    async def prune_events(self, *, older_than_seconds: float, limit: int) -> int:
+        """Deletes up to `limit` outbox events older than the retention period, oldest first; returns how
+        many (the feed's consumers and Debezium have had that long to read them)."""
+        ...
+
     async def record_poll(self, target: PollTarget, transition: Transition | None, next_poll_in: float | None) -> bool:
         """Applies what the PSP said (if anything changed) and schedules the next poll (None: stop)."""
         ...

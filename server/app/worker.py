@@ -62,6 +62,7 @@ class WorkerPolicy:
     webhook_psps: frozenset[str] = frozenset()
     webhook_poll_seconds: float = 60.0
     webhook_event_retention_seconds: float = 30 * 86400  # Stripe redelivers an event for up to 3 days
+    event_retention_seconds: float = 30 * 86400  # outbox events (the feed, Debezium) are deleted after this long
     # A payment the customer never finished (3-D Secure) is cancelled at the PSP after this long.
     requires_action_timeout_seconds: float = 86400.0
     # This long before the PSP releases an uncaptured authorization: CAPTURE_EXPIRING, and a cancel
@@ -169,6 +170,18 @@ class BackgroundWorker:
         )
         if forgotten:
             log.info("forgot %d webhook event ids past the redelivery period", forgotten)
+        # Outbox events come with every transition (two per charge: ~770 a second at a process's ~385
+        # charges/s), more than one batch a minute: full batches are repeated, up to 100 (500,000) a round.
+        deleted, batch_size = 0, 5000
+        for _ in range(100):
+            batch = await self._store.prune_events(
+                older_than_seconds=self._policy.event_retention_seconds, limit=batch_size
+            )
+            deleted += batch
+            if batch < batch_size:
+                break
+        if deleted:
+            log.info("deleted %d outbox events past the retention period", deleted)
 
     # -- recovery -----------------------------------------------------------------------------
 

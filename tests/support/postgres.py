@@ -1,6 +1,8 @@
 """PostgreSQL for tests: pgserver in a temporary folder, unless PAYMENTS_TEST_DATABASE_URL is set.
 
-Each test gets its own freshly migrated database, so tests never see each other's rows.
+Each test gets its own freshly migrated database, so tests never see each other's rows. The embedded
+cluster runs with wal_level=logical (storage/embedded.py), so tests can stream through replication slots;
+an external one may not, and those tests skip.
 """
 
 from __future__ import annotations

@@ -43,6 +43,9 @@ class CountingStore:
     async def prune_webhook_events(self, *, older_than_seconds: float, limit: int) -> int:
         return 0
 
+    async def prune_events(self, *, older_than_seconds: float, limit: int) -> int:
+        return 0
+
     async def warn_capture_once(self, payment_id: Any) -> bool:
         raise AssertionError("there is no payment to warn about")
 
