@@ -34,6 +34,7 @@ from server.api.convert import ProtoReplyEncoder
 from server.api.servicer import ClientIdentifier, PaymentServicer
 from server.api.webhooks import STRIPE_WEBHOOK_PATH, StripeWebhookEndpoint, webhook_application
 from server.app.admin import Admin
+from server.app.events import EventFeed, FeedPolicy
 from server.app.execution import ExecutionPolicy
 from server.app.operations import Operations
 from server.app.queries import Queries
@@ -58,6 +59,7 @@ from server.telemetry_setup import configure_telemetry, shutdown_telemetry, trac
 from storage.admin_store import PostgresAdminStore
 from storage.database import Database, create_pool
 from storage.embedded import EmbeddedPostgres
+from storage.events_store import PostgresEventStore
 from storage.migrator import migrate_dsn
 from storage.operations_store import PostgresOperationStore
 from storage.reader import PostgresReader
@@ -218,6 +220,7 @@ class Core:
         policy = policy or WorkerPolicy(
             recovery=settings.recovery_schedule(),
             reply_retention_seconds=settings.reply_retention_days * 86400.0,
+            event_retention_seconds=settings.event_retention_days * 86400.0,
             psp_budget_seconds=settings.psp_budget_seconds,
             # A key the worker held when its process died is resumable once the PSP budget has passed.
             lease_seconds=settings.psp_budget_seconds + ExecutionPolicy().lease_margin_seconds,
@@ -230,6 +233,11 @@ class Core:
         return BackgroundWorker(
             self.operations, PostgresWorkerStore(self.db), self.reader, self.providers, policy, utc_now
         )
+
+
+def event_feed(db: Database) -> EventFeed:
+    """ListEvents and WatchEvents over the outbox PostgreSQL writes with every transition."""
+    return EventFeed(PostgresEventStore(db), FeedPolicy(), utc_now)
 
 
 def wire(
@@ -316,7 +324,7 @@ async def start_service(
         providers = owned.directory
     core = wire(settings, db, providers, policy, worker_policy.recovery if worker_policy else None)
     identifier = identifier or build_identifier(settings)
-    servicer = PaymentServicer(core.operations, Queries(core.reader), identifier)
+    servicer = PaymentServicer(core.operations, Queries(core.reader), identifier, event_feed(core.db))
     admin = AdminServicer(core.admin(settings, policy), identifier)
     traced = tracing_active() if tracing is None else tracing
     interceptors = [aio_server_interceptor()] if traced else None

@@ -243,6 +243,52 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    """The caller's events as JSON lines: those visible now (after --after), or with --follow a stream
+    that goes on until interrupted, resuming from the last printed id if the connection drops."""
+    try:
+        metadata = _call_metadata(args, secure=_secure(args))
+        channel = _channel(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    last = args.after
+    with channel:
+        stub = payment_stub(channel)
+        try:
+            if not args.follow:
+                token = ""
+                while True:
+                    page = stub.ListEvents(svc.ListEventsRequest(page_token=token, types=args.type, page_size=500),
+                                           timeout=args.timeout, metadata=metadata)  # fmt: skip
+                    for event in page.events:
+                        if not last or last == "0" or _after(event.id, last):
+                            _print_line(event)
+                    token = page.next_page_token
+                    if not token:
+                        return 0
+            request = svc.WatchEventsRequest(after_event_id=last or "", types=args.type)
+            for message in stub.WatchEvents(request, metadata=metadata):
+                if message.WhichOneof("kind") == "event":
+                    _print_line(message.event)
+        except grpc.RpcError as error:
+            print(_describe_error(error), file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 0
+    return 0
+
+
+def _after(event_id: str, last: str) -> bool:
+    from server.app.events import EventCursor
+
+    return EventCursor.decode(event_id) > EventCursor.decode(last)
+
+
+def _print_line(message: Message) -> None:
+    print(json.dumps(MessageToDict(message, preserving_proto_field_name=True), sort_keys=True), flush=True)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from server.bootstrap import psp_settings_problem, serve
     from server.logs import configure_logging
@@ -437,6 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_argument("--not-final", action="store_true", help="keep the rest capturable")
     capture.add_argument("--idempotency-key", required=True)
     capture.set_defaults(func=cmd_capture)
+
+    events = _client_parser(sub, "events", "print your events as JSON lines (--follow: as they happen)")
+    events.add_argument("--follow", action="store_true", help="keep streaming new events (WatchEvents)")
+    events.add_argument("--after", default="", help="only events after this id (0: from the oldest retained)")
+    events.add_argument("--type", action="append", default=[], help="only this event type (repeatable)")
+    events.set_defaults(func=cmd_events)
 
     cancel = _client_parser(sub, "cancel", "void an authorized payment, or one waiting for the customer")
     cancel.add_argument("--payment-id", required=True)

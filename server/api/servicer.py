@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import grpc
@@ -22,6 +22,7 @@ from server.api.errors import error_status, grpc_code, internal_status
 from server.app import telemetry
 from server.app.context import CallContext
 from server.app.deadline import Deadline
+from server.app.events import EventFeed, Heartbeat, StoredEvent, event_types
 from server.app.operations import Operations
 from server.app.queries import Queries
 from server.app.replies import Reply
@@ -79,10 +80,13 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2
 
 
 class PaymentServicer:
-    def __init__(self, operations: Operations, queries: Queries, identifier: ClientIdentifier) -> None:
+    def __init__(
+        self, operations: Operations, queries: Queries, identifier: ClientIdentifier, events: EventFeed
+    ) -> None:
         self._ops = operations
         self._queries = queries
         self._identifier = identifier
+        self._events = events
 
     async def _run(
         self,
@@ -137,6 +141,46 @@ class PaymentServicer:
         self, request: svc.CancelPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> bytes | Message:
         return await self._run(context, request, lambda ctx: self._ops.cancel(validation.cancel_command(request), ctx))
+
+    async def ListEvents(
+        self, request: svc.ListEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes | Message:
+        async def work(ctx: CallContext) -> Message:
+            if request.page_size < 0:
+                raise InvalidRequest([FieldViolation("page_size", "must not be negative", "INVALID_PAGE_SIZE")])
+            resource_id = validation.any_resource_id(request.resource_id) if request.resource_id else None
+            page = await self._events.page(
+                ctx.client_id, page_size=request.page_size, page_token=request.page_token,
+                types=event_types(list(request.types)), resource_id=resource_id,
+            )  # fmt: skip
+            return svc.ListEventsResponse(
+                events=[convert.event_pb(e) for e in page.events], next_page_token=page.next_page_token
+            )
+
+        return await self._run(context, request, work)
+
+    async def WatchEvents(
+        self, request: svc.WatchEventsRequest | MalformedRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[svc.WatchEventsResponse]:
+        """The stream: each event, and a heartbeat while idle. Errors before the first message are the
+        usual status with ErrorInfo; a stream cut later is resumed by the caller from its last id."""
+        try:
+            client_id = self._identifier.client_id(context)
+            if isinstance(request, MalformedRequest):
+                raise InvalidRequest([FieldViolation("request", "is not a valid protobuf message", "MALFORMED")])
+            types = event_types(list(request.types))
+            feed = self._events.watch(client_id, request.after_event_id, types)
+            first = await anext(feed)
+        except ServiceError as exc:
+            await _abort(context, error_status(exc))
+            return
+        item: StoredEvent | Heartbeat = first
+        while True:
+            if isinstance(item, Heartbeat):
+                yield svc.WatchEventsResponse(heartbeat_time=convert.timestamp_pb(item.at))
+            else:
+                yield svc.WatchEventsResponse(event=convert.event_pb(item))
+            item = await anext(feed)
 
     async def GetPayment(
         self, request: svc.GetPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -207,6 +251,7 @@ _REQUESTS: dict[str, type[Message]] = {
     "ListPayments": svc.ListPaymentsRequest,
     "CapturePayment": svc.CapturePaymentRequest,
     "CancelPayment": svc.CancelPaymentRequest,
+    "ListEvents": svc.ListEventsRequest,
 }
 
 
@@ -237,4 +282,9 @@ def generic_handler(servicer: PaymentServicer) -> grpc.GenericRpcHandler[Any, An
         )
         for name, message in _REQUESTS.items()
     }
+    handlers["WatchEvents"] = grpc.unary_stream_rpc_method_handler(
+        servicer.WatchEvents,
+        request_deserializer=request_deserializer("WatchEvents", svc.WatchEventsRequest),
+        response_serializer=_serialize,
+    )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)

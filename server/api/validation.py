@@ -323,3 +323,14 @@ def resource_id(field_value: str, kind: IdKind) -> str:
     except MalformedId as exc:
         raise InvalidRequest([FieldViolation("id", str(exc), "MALFORMED_ID")]) from None
     return field_value
+
+
+def any_resource_id(field_value: str, field: str = "resource_id") -> str:
+    """A payment, refund or payout id (pay_…, re_…, po_…), or INVALID_ARGUMENT."""
+    for kind in IdKind:
+        try:
+            parse_id(kind, field_value)
+        except MalformedId:
+            continue
+        return field_value
+    raise InvalidRequest([FieldViolation(field, "must be a payment, refund or payout id", "MALFORMED_ID")])

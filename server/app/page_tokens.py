@@ -33,13 +33,8 @@ def decode(token: str, digest: str) -> Cursor | None:
     """The cursor in `token` (None for no token: the first page)."""
     if not token:
         return None
-    bad = InvalidRequest([FieldViolation("page_token", "is not a token this listing issued", "INVALID_PAGE_TOKEN")])
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-    except (ValueError, UnicodeError, RecursionError):
-        raise bad from None
-    if not isinstance(payload, dict) or set(payload) != {"t", "i", "f"}:
-        raise bad
+    bad = _bad_token()
+    payload = _payload(token, {"t", "i", "f"})
     at_text, ident, token_digest = payload["t"], payload["i"], payload["f"]
     if not (isinstance(at_text, str) and isinstance(ident, str) and isinstance(token_digest, str)):
         raise bad
@@ -54,3 +49,38 @@ def decode(token: str, digest: str) -> Cursor | None:
     if cursor is None:
         raise bad
     return cursor
+
+
+def encode_position(position: str, digest: str) -> str:
+    """A token for a listing whose cursor is an opaque position (the event feed's event id)."""
+    payload = {"p": position, "f": digest}
+    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
+
+
+def decode_position(token: str, digest: str) -> str | None:
+    """The position in `token` (None for no token: the first page); the listing checks the position."""
+    if not token:
+        return None
+    bad = _bad_token()
+    payload = _payload(token, {"p", "f"})
+    position, token_digest = payload["p"], payload["f"]
+    if not isinstance(position, str) or not isinstance(token_digest, str) or token_digest != digest:
+        raise bad
+    if len(position) > 64:
+        raise bad
+    return position
+
+
+def _bad_token() -> InvalidRequest:
+    return InvalidRequest([FieldViolation("page_token", "is not a token this listing issued", "INVALID_PAGE_TOKEN")])
+
+
+def _payload(token: str, keys: set[str]) -> dict[str, object]:
+    """The token's JSON object with exactly these keys, or INVALID_ARGUMENT."""
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+    except (ValueError, UnicodeError, RecursionError):
+        raise _bad_token() from None
+    if not isinstance(payload, dict) or set(payload) != keys:
+        raise _bad_token()
+    return payload

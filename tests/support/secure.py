@@ -25,7 +25,7 @@ from adapters.sandboxes.inprocess import InProcessSandbox
 from server.api.client import PaymentStub, payment_stub
 from server.api.servicer import PaymentServicer
 from server.app.queries import Queries
-from server.bootstrap import wire
+from server.bootstrap import event_feed, wire
 from server.config import Settings
 from server.runtime import GrpcServer
 from server.security.auth import generate_token, hash_token
@@ -106,7 +106,8 @@ class SecureServer:
         check_startup(self.settings)
         self._db = Database(await create_pool(dsn, max_size=5))
         core = wire(self.settings, self._db, self.providers)
-        servicer = PaymentServicer(core.operations, Queries(core.reader), build_identifier(self.settings))
+        servicer = PaymentServicer(core.operations, Queries(core.reader), build_identifier(self.settings),
+                                   event_feed(core.db))  # fmt: skip
         self._server = GrpcServer(servicer)
         port = self._server.bind(self.settings.listen, server_credentials(self.settings))
         await self._server.start()

@@ -81,6 +81,16 @@ class PaymentServiceStub:
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.FromString,
                 _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/payments.v1.PaymentService/ListEvents',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/payments.v1.PaymentService/WatchEvents',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.WatchEventsResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -150,6 +160,22 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEvents(self, request, context):
+        """The caller's events, oldest first (AIP-158 pagination): every transition of its payments, refunds
+        and payouts, as far back as the retention period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchEvents(self, request, context):
+        """The caller's events as they happen, oldest first, at least once and without gaps: a consumer that
+        reconnects with the last id it handled misses nothing. Heartbeats flow while nothing happens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +223,16 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.CancelPayment,
                     request_deserializer=payments_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.ListEventsRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.WatchEventsRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.WatchEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -444,6 +480,60 @@ class PaymentService:
             '/payments.v1.PaymentService/CancelPayment',
             payments_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.SerializeToString,
             payments_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/ListEvents',
+            payments_dot_v1_dot_payment__service__pb2.ListEventsRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/payments.v1.PaymentService/WatchEvents',
+            payments_dot_v1_dot_payment__service__pb2.WatchEventsRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.WatchEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

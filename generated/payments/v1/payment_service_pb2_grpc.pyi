@@ -53,6 +53,14 @@ class PaymentServiceStub:
     """
     CancelPayment: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.CancelPaymentRequest, _payment_service_pb2.CancelPaymentResponse]
     """Voids a REQUIRES_CAPTURE or REQUIRES_ACTION payment: it becomes CANCELED and nothing is taken."""
+    ListEvents: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.ListEventsRequest, _payment_service_pb2.ListEventsResponse]
+    """The caller's events, oldest first (AIP-158 pagination): every transition of its payments, refunds
+    and payouts, as far back as the retention period.
+    """
+    WatchEvents: _grpc.UnaryStreamMultiCallable[_payment_service_pb2.WatchEventsRequest, _payment_service_pb2.WatchEventsResponse]
+    """The caller's events as they happen, oldest first, at least once and without gaps: a consumer that
+    reconnects with the last id it handled misses nothing. Heartbeats flow while nothing happens.
+    """
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -79,6 +87,14 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     """
     CancelPayment: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.CancelPaymentRequest, _payment_service_pb2.CancelPaymentResponse]  # type: ignore[assignment]
     """Voids a REQUIRES_CAPTURE or REQUIRES_ACTION payment: it becomes CANCELED and nothing is taken."""
+    ListEvents: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.ListEventsRequest, _payment_service_pb2.ListEventsResponse]  # type: ignore[assignment]
+    """The caller's events, oldest first (AIP-158 pagination): every transition of its payments, refunds
+    and payouts, as far back as the retention period.
+    """
+    WatchEvents: _aio.UnaryStreamMultiCallable[_payment_service_pb2.WatchEventsRequest, _payment_service_pb2.WatchEventsResponse]  # type: ignore[assignment]
+    """The caller's events as they happen, oldest first, at least once and without gaps: a consumer that
+    reconnects with the last id it handled misses nothing. Heartbeats flow while nothing happens.
+    """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Executes charges, refunds and payouts exactly once at a payment service provider, however often
@@ -156,5 +172,25 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payment_service_pb2.CancelPaymentResponse, _abc.Awaitable[_payment_service_pb2.CancelPaymentResponse]]:
         """Voids a REQUIRES_CAPTURE or REQUIRES_ACTION payment: it becomes CANCELED and nothing is taken."""
+
+    @_abc_1.abstractmethod
+    def ListEvents(
+        self,
+        request: _payment_service_pb2.ListEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_service_pb2.ListEventsResponse, _abc.Awaitable[_payment_service_pb2.ListEventsResponse]]:
+        """The caller's events, oldest first (AIP-158 pagination): every transition of its payments, refunds
+        and payouts, as far back as the retention period.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchEvents(
+        self,
+        request: _payment_service_pb2.WatchEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_payment_service_pb2.WatchEventsResponse], _abc.AsyncIterator[_payment_service_pb2.WatchEventsResponse]]:
+        """The caller's events as they happen, oldest first, at least once and without gaps: a consumer that
+        reconnects with the last id it handled misses nothing. Heartbeats flow while nothing happens.
+        """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -456,6 +456,54 @@ class UseStripeSdk(_message.Message):
 Global___UseStripeSdk: _TypeAlias = UseStripeSdk  # noqa: Y015
 
 @_typing.final
+class Event(_message.Message):
+    """A resource's transition, as the event feed delivers it (ListEvents, WatchEvents)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    REFUND_FIELD_NUMBER: _builtins.int
+    PAYOUT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Opaque, ordered within a client's feed: give the last one handled back as
+    WatchEventsRequest.after_event_id to resume without a gap.
+    """
+    type: _builtins.str
+    """"<resource>.<status>" in lower case, e.g. "payment.succeeded", "refund.failed", "payout.returned",
+    "payment.requires_reconciliation".
+    """
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def payment(self) -> Global___Payment: ...
+    @_builtins.property
+    def refund(self) -> Global___Refund: ...
+    @_builtins.property
+    def payout(self) -> Global___Payout: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        type: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        payment: Global___Payment | None = ...,
+        refund: Global___Refund | None = ...,
+        payout: Global___Payout | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "payment", b"payment", "payout", b"payout", "refund", b"refund", "resource", b"resource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "id", b"id", "payment", b"payment", "payout", b"payout", "refund", b"refund", "resource", b"resource", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_resource: _TypeAlias = _typing.Literal["payment", "refund", "payout"]  # noqa: Y015
+    _WhichOneofArgType_resource: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_resource) -> _WhichOneofReturnType_resource | None: ...
+
+Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
 class Refund(_message.Message):
     """A refund of (part of) a payment."""
 
