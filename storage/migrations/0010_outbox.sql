@@ -2,12 +2,13 @@
 -- written by PostgreSQL in the transition's own transaction, in the shape Debezium's Outbox Event Router
 -- publishes unchanged (id, aggregatetype, aggregateid, type, payload) and the event feed reads back.
 --
--- Expand-only: a new table, functions, triggers and a publication. Servers of the previous release keep
--- working: they do not know the table, and the triggers add its rows to the writes they already make.
+-- Expand-only: a new table, functions, a replaced trigger function and a publication. Servers of the previous
+-- release keep working: they do not know the table, and the trigger adds its rows to the writes they
+-- already make.
 
 CREATE TABLE outbox_events (
     id            uuid        PRIMARY KEY,  -- time-ordered (UUIDv7), Debezium's event id
-    seq           bigint      GENERATED ALWAYS AS IDENTITY UNIQUE,  -- insertion order
+    seq           bigint      GENERATED ALWAYS AS IDENTITY,  -- insertion order (unique by the sequence)
     txid          xid8        NOT NULL DEFAULT pg_current_xact_id(),  -- the writing transaction
     client_id     text        NOT NULL,
     aggregatetype text        NOT NULL,  -- 'payment' | 'refund' | 'payout' (Debezium route.by.field)
@@ -134,51 +135,58 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     ))
 $$;
 
--- One outbox row per transition, in the transition's transaction. An AFTER trigger, so that it sees the
--- idempotency key the same statement inserted (the claims are one statement: storage/operations_store.py).
--- TG_ARGV: the aggregate type and its public id prefix. The traceparent is the one stored with the key of
--- the operation that caused the transition: the capture's or cancel's key when the statement finishes
--- that action (it clears action_key), else the resource's own key. Both are primary-key look-ups.
-CREATE FUNCTION outbox_record_transition() RETURNS trigger
+-- One outbox row per transition, in the transition's transaction, written by the trigger that already
+-- checks the transition and appends it to resource_events (0001_core.sql): one trigger call per
+-- transition, not two (docs/performance.md has what the outbox costs). A BEFORE trigger sees NEW as it
+-- will be stored, and the idempotency key a claim inserts in the same statement: the claim's CTE has
+-- inserted it before the resource row reaches this trigger, and a volatile function's queries see the
+-- calling statement's changes so far. The traceparent is the one stored with the key of the operation
+-- that caused the transition: the capture's or cancel's key when the statement finishes that action (it
+-- clears action_key), else the resource's own key. Both are primary-key look-ups.
+-- Replacing the function is expand-only: the previous release's servers make the same writes, and get
+-- the outbox rows with them.
+CREATE OR REPLACE FUNCTION guard_status_transition() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    payload jsonb;
+    previous text := CASE WHEN TG_OP = 'INSERT' THEN '' ELSE OLD.status END;
     cause text := NEW.idempotency_key;
+    public_id text := replace(NEW.id::text, '-', '');
+    payload jsonb;
 BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.status = OLD.status THEN
+        RETURN NEW;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM status_transitions
+                   WHERE resource_type = TG_ARGV[0] AND from_status = previous AND to_status = NEW.status) THEN
+        RAISE EXCEPTION 'illegal % transition from "%" to "%"', TG_ARGV[0], previous, NEW.status
+            USING ERRCODE = 'PA409';
+    END IF;
+    INSERT INTO resource_events (client_id, resource_type, resource_id, from_status, to_status,
+                                 actor, reason, occurred_at)
+    VALUES (NEW.client_id, TG_ARGV[0], NEW.id, NULLIF(previous, ''), NEW.status,
+            NEW.last_actor, NEW.last_reason, NEW.updated_at);
+    -- NEW has the row type of the trigger's table, so each branch names its own renderer; PL/pgSQL
+    -- plans a branch only when it runs.
     CASE TG_ARGV[0]
         WHEN 'payment' THEN
             payload := outbox_payment_payload(NEW);
+            public_id := 'pay_' || public_id;
             IF TG_OP = 'UPDATE' AND OLD.action_key IS NOT NULL AND NEW.action_key IS NULL THEN
                 cause := OLD.action_key;
             END IF;
         WHEN 'refund' THEN
             payload := outbox_refund_payload(NEW);
+            public_id := 're_' || public_id;
         ELSE
             payload := outbox_payout_payload(NEW);
+            public_id := 'po_' || public_id;
     END CASE;
     INSERT INTO outbox_events (id, client_id, aggregatetype, aggregateid, type, payload, traceparent)
-    VALUES (outbox_uuid7(), NEW.client_id, TG_ARGV[0], TG_ARGV[1] || replace(NEW.id::text, '-', ''),
-            TG_ARGV[0] || '.' || lower(NEW.status), payload,
+    VALUES (outbox_uuid7(), NEW.client_id, TG_ARGV[0], public_id, TG_ARGV[0] || '.' || lower(NEW.status), payload,
             (SELECT trace_context FROM idempotency_keys WHERE client_id = NEW.client_id AND idempotency_key = cause));
-    RETURN NULL;
+    RETURN NEW;
 END
 $$;
-
-CREATE TRIGGER payments_outbox_created AFTER INSERT ON payments
-    FOR EACH ROW EXECUTE FUNCTION outbox_record_transition('payment', 'pay_');
-CREATE TRIGGER payments_outbox_moved AFTER UPDATE OF status ON payments
-    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
-    EXECUTE FUNCTION outbox_record_transition('payment', 'pay_');
-CREATE TRIGGER refunds_outbox_created AFTER INSERT ON refunds
-    FOR EACH ROW EXECUTE FUNCTION outbox_record_transition('refund', 're_');
-CREATE TRIGGER refunds_outbox_moved AFTER UPDATE OF status ON refunds
-    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
-    EXECUTE FUNCTION outbox_record_transition('refund', 're_');
-CREATE TRIGGER payouts_outbox_created AFTER INSERT ON payouts
-    FOR EACH ROW EXECUTE FUNCTION outbox_record_transition('payout', 'po_');
-CREATE TRIGGER payouts_outbox_moved AFTER UPDATE OF status ON payouts
-    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
-    EXECUTE FUNCTION outbox_record_transition('payout', 'po_');
 
 -- What Debezium's PostgreSQL connector (pgoutput) streams. Creating a publication needs the CREATE
 -- privilege on the database; where the migrating role lacks it, a DBA creates it (docs/outbox.md) and
