@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,8 @@ FLOOR = "floor.grpc+2tx"
 # Head sampling as production would run it: the caller's decision is followed, new traces kept at 10 %.
 SAMPLED = "charge.inprocess+sampled-10%"
 SAMPLED_10 = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+# Charge on a server that also streams every event of the client to a WatchEvents consumer (docs/outbox.md).
+WATCHED = "charge.inprocess+watch"
 Call = Callable[[int], Awaitable[None]]
 SERVER_PIDS: dict[str, int] = {}  # target -> pid of the process (tree) serving it, for CPU accounting
 CHARGE_BODY = svc.ChargeRequest(
@@ -212,6 +214,17 @@ class Bench:
                 result = merged(rounds[(name, concurrency)])
                 self.results.append(result)
                 self._print(result)
+
+    def note_watching(self, received: int) -> None:
+        """Charge with a WatchEvents consumer attached against Charge without one, from the same rounds.
+        Every scenario pays for the outbox rows (the trigger writes them whether or not anyone reads);
+        this ratio is what streaming them costs on top."""
+        by_name = {(r.name, r.concurrency): r for r in self.results}
+        self.notes["watched_vs_unwatched"] = {
+            f"c={c}": round(by_name[(WATCHED, c)].throughput / by_name[("charge.inprocess", c)].throughput, 3)
+            for c in (1, 64)
+        }
+        self.notes["watch_events_received"] = received
 
     def note_sampling(self) -> None:
         """Charge with 10 % of traces sampled (and every metric exported) against the untraced service,
@@ -383,6 +396,28 @@ class Bench:
               f"{calls} PSP execution(s), answers {codes}", flush=True)  # fmt: skip
 
 
+@contextlib.asynccontextmanager
+async def watching(target: str) -> AsyncIterator[Callable[[], int]]:
+    """A WatchEvents consumer on `target` for the block, as a service reading the feed runs it: it
+    follows every event of the client from now on. Yields a function returning how many it received."""
+    received = 0
+
+    async def consume(channel: grpc.aio.Channel) -> None:
+        nonlocal received
+        async for reply in payment_stub(channel).WatchEvents(svc.WatchEventsRequest()):
+            if reply.HasField("event"):
+                received += 1
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        task = asyncio.create_task(consume(channel))
+        try:
+            yield lambda: received
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                await task
+
+
 async def _done(call: Any) -> None:
     await call
 
@@ -432,9 +467,14 @@ async def run(plan: Plan, dsn: str, base: str) -> Bench:
         otlp_sink() as collector,
         service(dsn, PAYMENTS_PSP="inprocess") as target,
         service(dsn, PAYMENTS_PSP="inprocess", OTEL_EXPORTER_OTLP_ENDPOINT=collector, **SAMPLED_10) as sampled,
+        service(dsn, PAYMENTS_PSP="inprocess") as watched,
     ):
-        ids = await bench.interleaved_charges({"charge.inprocess": target, SAMPLED: sampled}, floor=True)
+        async with watching(watched) as received:
+            ids = await bench.interleaved_charges(
+                {"charge.inprocess": target, SAMPLED: sampled, WATCHED: watched}, floor=True
+            )
         bench.note_sampling()
+        bench.note_watching(received())
         await bench.refunds_and_reads(target, ids)
     # On its own: the span exporter keeps working after the load stops and would weigh on the next round.
     with (

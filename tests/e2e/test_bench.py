@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 
 SCENARIOS = {
     "floor.grpc-echo", "floor.2tx-asyncpg", "floor.grpc+2tx", "charge.inprocess", "refund.inprocess",
-    "get_payment", "charge.inprocess+tracing", "charge.inprocess+sampled-10%", "charge.stripe-sandbox",
-    "charge.workers=1", "charge.workers=2",
+    "get_payment", "charge.inprocess+tracing", "charge.inprocess+sampled-10%", "charge.inprocess+watch",
+    "charge.stripe-sandbox", "charge.workers=1", "charge.workers=2",
     "charge.inprocess@empty", "charge.inprocess@0.01M", "charge.stripe-latency", "payout.bank-latency",
 }  # fmt: skip
 # At a fifth of the calls in flight (--in-flight-scale 0.2): 50, 200, 500 and 1,000 make the smoke test 30 s longer.
@@ -70,6 +70,10 @@ def test_bench_runs_every_scenario_and_writes_the_report(database_url: str, tmp_
     assert storm["answers"] == {"OK": storm["requests"]}
     assert set(report["notes"]["growth_p50_vs_empty"]) == {"c=1", "c=64"}
     assert all(ratio > 0 for ratio in report["notes"]["sampled_10pct_vs_untraced"].values())
+    # The consumer follows the client's whole feed: two events (pending, succeeded) per charge of any row.
+    watched = sum(r["requests"] for r in rows if r["name"] == "charge.inprocess+watch")
+    assert report["notes"]["watch_events_received"] >= 2 * watched
+    assert all(ratio > 0 for ratio in report["notes"]["watched_vs_unwatched"].values())
     if importlib.util.find_spec("matplotlib") is not None:  # the bench extra (make bench) installs it
         assert (out / "latency.png").stat().st_size > 0
     else:
