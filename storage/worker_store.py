@@ -68,6 +68,7 @@ _PRUNE_EVENTS = """
         WHERE created_at < now() - make_interval(secs => $1)
         ORDER BY created_at
         LIMIT $2
+        FOR UPDATE SKIP LOCKED  -- every replica's worker prunes; none waits for another's batch
     )
 """
 

@@ -1,7 +1,8 @@
 """Seeds millions of finished payments and keys, to show that a charge's cost does not grow with them.
 
 Rows are generated in PostgreSQL in batches (set-based SQL, triggers skipped; the matching audit events
-are inserted in bulk), then the tables are analyzed, as they would be in a long-running database.
+and outbox events are inserted in bulk), then the tables are analyzed, as they would be in a long-running
+database.
 """
 
 from __future__ import annotations
@@ -47,6 +48,23 @@ _EVENTS = """
     FROM generate_series($1::bigint, $2::bigint) g
 """
 
+# Two outbox events per payment, as the transition trigger writes them (docs/outbox.md), with a payload of
+# the usual size. Their ids are UUIDv7 of the seeding time, which keeps the primary key's right-hand
+# inserts as in production; created_at is spread like the payments'.
+_OUTBOX = """
+    INSERT INTO outbox_events (id, client_id, aggregatetype, aggregateid, type, payload, created_at)
+    SELECT outbox_uuid7(), 'default', 'payment', 'pay_' || replace(pg_temp.seed_id(g)::text, '-', ''), t.type,
+           jsonb_build_object('id', 'pay_' || replace(pg_temp.seed_id(g)::text, '-', ''), 'status', t.status,
+                              'amount', jsonb_build_object('amount_minor', (1000 + g % 5000)::text, 'currency', 'EUR'),
+                              'customer_id', 'cus_' || (g % 100000), 'psp', 'inprocess', 'psp_reference', 'seed_' || g,
+                              'create_time', outbox_time(now() - make_interval(secs => g)),
+                              'update_time', outbox_time(now() - make_interval(secs => g))),
+           now() - make_interval(secs => g)
+    FROM generate_series($1::bigint, $2::bigint) g
+    CROSS JOIN (VALUES ('payment.pending', 'PAYMENT_STATUS_PENDING'),
+                       ('payment.succeeded', 'PAYMENT_STATUS_SUCCEEDED')) AS t (type, status)
+"""
+
 
 async def seed(dsn: str, rows: int) -> None:
     conn = await asyncpg.connect(dsn)
@@ -59,12 +77,13 @@ async def seed(dsn: str, rows: int) -> None:
                 await conn.execute(_KEYS, start, end)
                 await conn.execute(_PAYMENTS, start, end)
                 await conn.execute(_EVENTS, start, end)
+                await conn.execute(_OUTBOX, start, end)
             print(f"    seeded {end:,} / {rows:,}", flush=True)
         await conn.execute("SET session_replication_role = origin")
         # What a database that grew over months has had done to it: vacuumed (visibility map, hint bits),
         # analyzed, and checkpointed, so neither a vacuum of the bulk load nor the checkpoints its WAL
         # forces land in the measurement.
-        await conn.execute("VACUUM (ANALYZE) idempotency_keys, payments, resource_events")
+        await conn.execute("VACUUM (ANALYZE) idempotency_keys, payments, resource_events, outbox_events")
         try:
             await conn.execute("CHECKPOINT")
         except asyncpg.InsufficientPrivilegeError:

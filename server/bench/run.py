@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
+import secrets
 import os
 import shutil
 import signal
@@ -39,6 +41,7 @@ from server.bench.floors import ECHO, TABLE_SQL, TWO_TRANSACTIONS, two_transacti
 from server.bench.growth import seed
 from server.bench.load import Result, merged, run_load, run_steady
 from server.domain.idempotency import Operation, psp_idempotency_key
+from server.security.auth import hash_token
 from storage.database import create_pool
 from storage.embedded import EmbeddedPostgres
 from storage.migrator import migrate_dsn
@@ -48,7 +51,11 @@ FLOOR = "floor.grpc+2tx"
 SAMPLED = "charge.inprocess+sampled-10%"
 SAMPLED_10 = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
 # Charge on a server that also streams every event of the client to a WatchEvents consumer (docs/outbox.md).
+# Its calls come from a client of their own (a bearer token), so the consumer reads this row's events
+# only, and the other rows, measured in the same rounds, do not pay for it.
 WATCHED = "charge.inprocess+watch"
+WATCHER_TOKEN = secrets.token_urlsafe(24)  # a new one every run
+WATCHER_AUTH = (("authorization", f"Bearer {WATCHER_TOKEN}"),)
 Call = Callable[[int], Awaitable[None]]
 SERVER_PIDS: dict[str, int] = {}  # target -> pid of the process (tree) serving it, for CPU accounting
 CHARGE_BODY = svc.ChargeRequest(
@@ -278,7 +285,10 @@ class Bench:
                 scenarios[FLOOR] = lambda _: _done(work(CHARGE_BODY))
             for name, target in targets.items():
                 channel = await stack.enter_async_context(grpc.aio.insecure_channel(target))
-                scenarios[name] = charge_call(payment_stub(channel), name, ids)
+                if name == WATCHED:  # another client's payments: not for the refunds that follow
+                    scenarios[name] = charge_call(payment_stub(channel), name, [], WATCHER_AUTH)
+                else:
+                    scenarios[name] = charge_call(payment_stub(channel), name, ids)
                 self.pids[name] = SERVER_PIDS[target]
             await self.interleaved(scenarios)
         return ids
@@ -396,6 +406,15 @@ class Bench:
               f"{calls} PSP execution(s), answers {codes}", flush=True)  # fmt: skip
 
 
+@contextlib.contextmanager
+def watcher_tokens() -> Iterator[str]:
+    """A tokens file (PAYMENTS_AUTH_TOKENS_FILE) with the watched row's client."""
+    with tempfile.TemporaryDirectory(prefix="bench-tokens") as folder:
+        path = Path(folder) / "tokens.json"
+        path.write_text(json.dumps({"bench-watched": hash_token(WATCHER_TOKEN)}))
+        yield str(path)
+
+
 @contextlib.asynccontextmanager
 async def watching(target: str) -> AsyncIterator[Callable[[], int]]:
     """A WatchEvents consumer on `target` for the block, as a service reading the feed runs it: it
@@ -404,7 +423,7 @@ async def watching(target: str) -> AsyncIterator[Callable[[], int]]:
 
     async def consume(channel: grpc.aio.Channel) -> None:
         nonlocal received
-        async for reply in payment_stub(channel).WatchEvents(svc.WatchEventsRequest()):
+        async for reply in payment_stub(channel).WatchEvents(svc.WatchEventsRequest(), metadata=WATCHER_AUTH):
             if reply.HasField("event"):
                 received += 1
 
@@ -422,7 +441,7 @@ async def _done(call: Any) -> None:
     await call
 
 
-def charge_call(stub: PaymentAsyncStub, name: str, ids: list[str]) -> Call:
+def charge_call(stub: PaymentAsyncStub, name: str, ids: list[str], metadata: tuple[tuple[str, str], ...] = ()) -> Call:
     """A charge with a key never used before (never a replay, across warm-ups and rounds); collects the
     payment ids (each refund needs its own)."""
     run = uuid.uuid4().hex[:8]
@@ -433,7 +452,7 @@ def charge_call(stub: PaymentAsyncStub, name: str, ids: list[str]) -> Call:
             idempotency_key=f"{name}-{run}-{next(numbers)}", amount=res.Money(amount_minor=1250, currency="EUR"),
             payment_method="pm_card_visa", customer_id="cus_bench", description="benchmark", metadata={"order": "42"},
         )  # fmt: skip
-        response = await stub.Charge(request, timeout=30)
+        response = await stub.Charge(request, timeout=30, metadata=metadata)
         ids.append(response.payment.id)
 
     return charge
@@ -467,7 +486,8 @@ async def run(plan: Plan, dsn: str, base: str) -> Bench:
         otlp_sink() as collector,
         service(dsn, PAYMENTS_PSP="inprocess") as target,
         service(dsn, PAYMENTS_PSP="inprocess", OTEL_EXPORTER_OTLP_ENDPOINT=collector, **SAMPLED_10) as sampled,
-        service(dsn, PAYMENTS_PSP="inprocess") as watched,
+        watcher_tokens() as tokens,
+        service(dsn, PAYMENTS_PSP="inprocess", PAYMENTS_AUTH_TOKENS_FILE=tokens) as watched,
     ):
         async with watching(watched) as received:
             ids = await bench.interleaved_charges(

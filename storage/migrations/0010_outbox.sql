@@ -188,12 +188,13 @@ BEGIN
 END
 $$;
 
--- What Debezium's PostgreSQL connector (pgoutput) streams. Creating a publication needs the CREATE
--- privilege on the database; where the migrating role lacks it, a DBA creates it (docs/outbox.md) and
--- the migration goes on: the outbox itself does not depend on it.
+-- What Debezium's PostgreSQL connector (pgoutput) streams: the inserts. The Outbox Event Router reads
+-- nothing else, and retention's deletes would only be decoded to be dropped. Creating a publication needs
+-- the CREATE privilege on the database; where the migrating role lacks it, a DBA creates it
+-- (docs/outbox.md) and the migration goes on: the outbox itself does not depend on it.
 DO $$
 BEGIN
-    CREATE PUBLICATION payments_outbox FOR TABLE outbox_events;
+    CREATE PUBLICATION payments_outbox FOR TABLE outbox_events WITH (publish = 'insert');
 EXCEPTION WHEN insufficient_privilege THEN
     RAISE NOTICE 'payments_outbox publication not created (insufficient privilege): see docs/outbox.md';
 END

@@ -153,16 +153,19 @@ def _transitions(database_url: str, client: str) -> dict[str, list[str]]:
 
 
 def test_a_consumer_that_reconnects_misses_nothing_across_two_sigkills(server: ServeProcess, database_url: str) -> None:
-    consumer = Consumer(server.target, "client-a")
-    thread = threading.Thread(target=consumer.run, daemon=True)
-    thread.start()
+    consumer, other = Consumer(server.target, "client-a"), Consumer(server.target, "client-b")
+    threads = [threading.Thread(target=c.run, daemon=True) for c in (consumer, other)]
+    for thread in threads:
+        thread.start()
     try:
         with client_channel(server.target) as channel:
             stub: PaymentStub = payment_stub(channel)
             payments: list[str] = []
 
             def one(n: int) -> None:
-                if n % 5 == 4 and payments:
+                if n % 25 == 7:  # another client's charges, in the same stream of work
+                    _with_retries(stub.Charge, charge(f"w-b-{n}", amount=500 + n), "client-b")
+                elif n % 5 == 4 and payments:
                     _with_retries(stub.Refund, refund(f"w-r-{n}", payments[n // 2 % len(payments)], 10), "client-a")
                 elif n % 5 == 3:
                     _with_retries(stub.Payout, sepa_payout(f"w-p-{n}", amount=1000 + n), "client-a")
@@ -184,9 +187,9 @@ def test_a_consumer_that_reconnects_misses_nothing_across_two_sigkills(server: S
                     future.result()
         truth = _transitions(database_url, "client-a")
 
-        def delivered() -> dict[str, list[str]]:
+        def delivered(to: Consumer = consumer) -> dict[str, list[str]]:
             per_resource: dict[str, list[str]] = defaultdict(list)
-            for event in consumer.seen:
+            for event in list(to.seen):
                 status = event.type.split(".", 1)[1].upper()
                 statuses = per_resource[resource_of(event)]
                 if not statuses or statuses[-1] != status:  # a redelivery repeats the last one
@@ -199,13 +202,21 @@ def test_a_consumer_that_reconnects_misses_nothing_across_two_sigkills(server: S
             return delivered() == truth
 
         assert wait_for(complete, timeout=60, interval=0.5), _difference(truth, delivered())
-        assert len(truth) >= 500
+        assert len(truth) >= 480
+        theirs = _transitions(database_url, "client-b")
+        assert len(theirs) == 20
+        assert wait_for(lambda: delivered(other) == theirs, timeout=30, interval=0.5), "each client its own, all of it"
         duplicates = Counter(event.id for event in consumer.seen)
+        redelivered = sum(count - 1 for count in duplicates.values())
         assert all(count <= 2 for count in duplicates.values())
         assert consumer.reconnects >= 2, "the stream was cut by each kill"
+        print(f"events: {len(consumer.seen)} delivered to client-a, {redelivered} of them twice;"
+              f" {len(other.seen)} to client-b; reconnects {consumer.reconnects}")  # fmt: skip
     finally:
-        consumer.stop.set()
-        thread.join(timeout=10)
+        for c in (consumer, other):
+            c.stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
 
 
 def _difference(truth: dict[str, list[str]], seen: dict[str, list[str]]) -> str:

@@ -522,6 +522,10 @@ async def test_each_outbox_row_streams_in_the_transaction_of_its_transition(db: 
         await _skip_without_logical_decoding(conn)
         published = await conn.fetch("SELECT tablename FROM pg_publication_tables WHERE pubname = 'payments_outbox'")
         assert [r["tablename"] for r in published] == ["outbox_events"]
+        actions = await conn.fetchrow(
+            "SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = 'payments_outbox'"
+        )
+        assert tuple(actions) == (True, False, False, False), "inserts only: retention's deletes are not events"
         await conn.execute("CREATE PUBLICATION outbox_test FOR TABLE payments, outbox_events")
         await conn.fetchval("SELECT lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')", slot)
 
