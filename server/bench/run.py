@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import itertools
 import json
-import secrets
 import os
+import secrets
 import shutil
 import signal
 import socket
