@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from google.protobuf import json_format, timestamp_pb2
-from google.protobuf.message import Message
+from google.protobuf import timestamp_pb2
 
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
+from server.api import proto_json
 from server.api.errors import error_status
 from server.app.events import StoredEvent
 from server.app.store import StoredReply
@@ -124,13 +124,11 @@ class ProtoReplyEncoder:
         return StoredReply(status.code, serialize(status))
 
 
-_EVENT_RESOURCES: dict[str, type[Message]] = {"payment": res.Payment, "refund": res.Refund, "payout": res.Payout}
-
-
 def event_pb(event: StoredEvent) -> res.Event:
     """An outbox row as the feed's Event. The payload is the resource in protobuf's JSON form, rendered by
     PostgreSQL in the transition's own transaction (a test keeps it equal to payment_pb and the others)."""
     message = res.Event(id=event.cursor.encode(), type=event.type, create_time=timestamp_pb(event.created_at))
-    resource = json_format.ParseDict(event.payload, _EVENT_RESOURCES[event.aggregatetype](), ignore_unknown_fields=True)
-    getattr(message, event.aggregatetype).CopyFrom(resource)
+    resource = getattr(message, event.aggregatetype)
+    resource.SetInParent()  # the oneof names the resource even if its payload were all defaults
+    proto_json.parse(event.payload, resource)
     return message
