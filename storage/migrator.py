@@ -1,12 +1,14 @@
 """Versioned SQL migrations, applied by `payments migrate` and at start-up.
 
 Several processes may start at once: an advisory lock makes one of them migrate while the others
-wait. After the migrations, the allowed status transitions are loaded from server.domain.states, the
-single definition the database trigger enforces.
+wait. Each migration commits on its own, so a failed one leaves the ones before it applied. After the
+migrations, the allowed status transitions are loaded from server.domain.states, the single definition
+the database trigger enforces.
 """
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 from typing import Any
 
@@ -27,28 +29,61 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+# A migration whose first line is this runs outside a transaction, one statement at a time: what
+# PostgreSQL refuses inside one, such as CREATE INDEX CONCURRENTLY, which builds an index on a busy table
+# without stopping its writes (storage/migration_safety.py). Such a file holds plain statements, each
+# ending with ";" at the end of a line, and must be safe to run again from the start if it is cut off:
+# DROP INDEX CONCURRENTLY IF EXISTS before each CREATE INDEX CONCURRENTLY (a cut build leaves an invalid
+# index behind).
+OUTSIDE_TRANSACTION = "-- migrate: outside a transaction"
+
+
+def _statements(sql: str) -> list[str]:
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    parts = (part.strip().rstrip(";").strip() for part in "\n".join(lines).split(";\n"))
+    return [part for part in parts if part]
+
+
 async def migrate(conn: Any) -> list[str]:
-    """Applies pending migrations; returns the names applied."""
-    applied: list[str] = []
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+    """Applies pending migrations, each in its own transaction unless it says otherwise; returns the
+    names applied.
+
+    The lock that makes one process migrate while the others wait is a session lock taken by polling,
+    not by a blocking call: a process blocked in pg_advisory_lock would hold a snapshot, and CREATE
+    INDEX CONCURRENTLY waits for every older snapshot to go, which would be a deadlock.
+    """
+    while True:
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_ID):
+            break
+        await asyncio.sleep(0.1)
+    try:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied: list[str] = []
         for version, name, sql in migration_files():
             if version in done:
                 continue
-            await conn.execute(sql)
-            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+            if sql.startswith(OUTSIDE_TRANSACTION):
+                for statement in _statements(sql):
+                    await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+            else:
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
             applied.append(name)
-        await conn.execute("DELETE FROM status_transitions")
-        await conn.executemany(
-            "INSERT INTO status_transitions (resource_type, from_status, to_status) VALUES ($1, $2, $3)",
-            all_transitions(),
-        )
-    return applied
+        async with conn.transaction():
+            await conn.execute("DELETE FROM status_transitions")
+            await conn.executemany(
+                "INSERT INTO status_transitions (resource_type, from_status, to_status) VALUES ($1, $2, $3)",
+                all_transitions(),
+            )
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
 
 
 async def migrate_dsn(dsn: str) -> list[str]:

@@ -57,12 +57,20 @@ class PostgresForTests:
         return name
 
     def new_database(self) -> str:
+        """A database migrated to this release's schema."""
+        return self._create(f'TEMPLATE "{self._template}"')
+
+    def empty_database(self) -> str:
+        """A database with no schema at all: for tests of the migrations themselves."""
+        return self._create("TEMPLATE template0")
+
+    def _create(self, template: str) -> str:
         name = f"t_{uuid.uuid4().hex[:16]}"
 
         async def create() -> None:
             conn = await asyncpg.connect(self.admin_url)
             try:
-                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
+                await conn.execute(f'CREATE DATABASE "{name}" {template}')
             finally:
                 await conn.close()
 
