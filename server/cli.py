@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -231,12 +232,66 @@ def cmd_get(args: argparse.Namespace) -> int:
     return _call(args, lambda stub: stub.GetPayout, svc.GetPayoutRequest(id=args.id), "payout")
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    status = res.PaymentStatus.Value(f"PAYMENT_STATUS_{args.status.upper() or 'UNSPECIFIED'}")  # argparse checked
+def _list_payments(args: argparse.Namespace, status: str) -> Message | None:
     request = svc.ListPaymentsRequest(
-        page_size=args.page_size, page_token=args.page_token, status=status, customer_id=args.customer_id
-    )
-    response = _invoke(args, payment_stub, lambda stub: stub.ListPayments, request)
+        page_size=args.page_size, page_token=args.page_token, status=res.PaymentStatus.Value(status),
+        customer_id=args.customer_id,
+    )  # fmt: skip
+    return _invoke(args, payment_stub, lambda stub: stub.ListPayments, request)
+
+
+def _list_refunds(args: argparse.Namespace, status: str) -> Message | None:
+    request = svc.ListRefundsRequest(
+        page_size=args.page_size, page_token=args.page_token, status=res.RefundStatus.Value(status),
+        payment_id=args.payment,
+    )  # fmt: skip
+    return _invoke(args, payment_stub, lambda stub: stub.ListRefunds, request)
+
+
+def _list_payouts(args: argparse.Namespace, status: str) -> Message | None:
+    request = svc.ListPayoutsRequest(
+        page_size=args.page_size, page_token=args.page_token, status=res.PayoutStatus.Value(status),
+        destination_type=svc.PayoutDestinationType.Value(_DESTINATIONS[args.destination]),
+    )  # fmt: skip
+    return _invoke(args, payment_stub, lambda stub: stub.ListPayouts, request)
+
+
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    call: Callable[[argparse.Namespace, str], Message | None]  # with the status filter's proto name
+    status_prefix: str
+    status_names: list[str]  # the proto names, UNSPECIFIED first
+    only_flag: str  # the argument only this listing takes
+
+    def statuses(self) -> list[str]:
+        return [name.removeprefix(self.status_prefix).lower() for name in self.status_names[1:]]
+
+
+_LISTINGS = {
+    "payments": _Listing(_list_payments, "PAYMENT_STATUS_", res.PaymentStatus.keys(), "customer_id"),
+    "refunds": _Listing(_list_refunds, "REFUND_STATUS_", res.RefundStatus.keys(), "payment"),
+    "payouts": _Listing(_list_payouts, "PAYOUT_STATUS_", res.PayoutStatus.keys(), "destination"),
+}
+_DESTINATIONS = {
+    "": "PAYOUT_DESTINATION_TYPE_UNSPECIFIED",
+    "sepa": "PAYOUT_DESTINATION_TYPE_SEPA_ACCOUNT",
+    "stripe": "PAYOUT_DESTINATION_TYPE_STRIPE_ACCOUNT",
+}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """One page of payments (the default, as before refunds and payouts had listings), refunds or payouts."""
+    listing = _LISTINGS[args.resource]
+    for name, other in _LISTINGS.items():
+        if other is not listing and getattr(args, other.only_flag):
+            flag = "--" + other.only_flag.replace("_", "-")
+            print(f"error: {flag} applies to `payments list {name}` only", file=sys.stderr)
+            return 2
+    status = listing.status_prefix + (args.status.upper() or "UNSPECIFIED")
+    if status not in listing.status_names:
+        print(f"error: --status of {args.resource} is one of {', '.join(listing.statuses())}", file=sys.stderr)
+        return 2
+    response = listing.call(args, status)
     if response is None:
         return 1
     _print_resource(response)
@@ -542,10 +597,16 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("id")
     get.set_defaults(func=cmd_get)
 
-    listing = _client_parser(sub, "list", "list payments, newest first")
-    statuses = [name.removeprefix("PAYMENT_STATUS_").lower() for name in res.PaymentStatus.keys()[1:]]
-    listing.add_argument("--status", default="", choices=["", *statuses], help="only payments in this status")
-    listing.add_argument("--customer-id", default="")
+    listing = _client_parser(sub, "list", "list payments (the default), refunds or payouts, newest first")
+    listing.add_argument("resource", nargs="?", default="payments", choices=list(_LISTINGS),
+                         help="what to list (default: payments)")  # fmt: skip
+    statuses = sorted({status for kind in _LISTINGS.values() for status in kind.statuses()})
+    listing.add_argument("--status", default="", choices=["", *statuses], metavar="STATUS",
+                         help="only those in this status (e.g. succeeded, paid; each listing has its own)")  # fmt: skip
+    listing.add_argument("--customer-id", default="", help="payments: only this customer's")
+    listing.add_argument("--payment", "--payment-id", default="", help="refunds: only this payment's (pay_…)")
+    listing.add_argument("--destination", default="", choices=list(_DESTINATIONS), metavar="{sepa,stripe}",
+                         help="payouts: only to a SEPA account or a Stripe account")  # fmt: skip
     listing.add_argument("--page-size", type=int, default=0)
     listing.add_argument("--page-token", default="")
     listing.set_defaults(func=cmd_list)

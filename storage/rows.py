@@ -6,6 +6,7 @@ from typing import Any
 
 from server.domain.model import (
     CaptureMethod,
+    DestinationType,
     Failure,
     Payment,
     PaymentAction,
@@ -83,16 +84,16 @@ def refund_of(row: Any) -> Refund:
 
 def destination_json(destination: PayoutDestination) -> dict[str, str]:
     if isinstance(destination, StripeAccountDestination):
-        return {"type": "stripe_account", "account_id": destination.account_id}
+        return {"type": DestinationType.STRIPE_ACCOUNT, "account_id": destination.account_id}
     return {
-        "type": "sepa", "iban": destination.iban, "bic": destination.bic, "name": destination.name,
-        "country": destination.country, "town": destination.town, "street": destination.street,
-        "postcode": destination.postcode,
+        "type": DestinationType.SEPA_ACCOUNT, "iban": destination.iban, "bic": destination.bic,
+        "name": destination.name, "country": destination.country, "town": destination.town,
+        "street": destination.street, "postcode": destination.postcode,
     }  # fmt: skip
 
 
 def destination_of(data: dict[str, str]) -> PayoutDestination:
-    if data["type"] == "stripe_account":
+    if data["type"] == DestinationType.STRIPE_ACCOUNT:
         return StripeAccountDestination(data["account_id"])
     return SepaDestination(
         iban=data["iban"], bic=data["bic"], name=data["name"], country=data["country"],

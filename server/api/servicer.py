@@ -215,7 +215,29 @@ class PaymentServicer:
         async def work(ctx: CallContext) -> Message:
             page = await self._queries.list_payments(validation.list_query(request), ctx)
             return svc.ListPaymentsResponse(
-                payments=[convert.payment_pb(p) for p in page.payments], next_page_token=page.next_page_token
+                payments=[convert.payment_pb(p) for p in page.items], next_page_token=page.next_page_token
+            )
+
+        return await self._run(context, request, work)
+
+    async def ListRefunds(
+        self, request: svc.ListRefundsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes | Message:
+        async def work(ctx: CallContext) -> Message:
+            page = await self._queries.list_refunds(validation.list_refunds_query(request), ctx)
+            return svc.ListRefundsResponse(
+                refunds=[convert.refund_pb(r) for r in page.items], next_page_token=page.next_page_token
+            )
+
+        return await self._run(context, request, work)
+
+    async def ListPayouts(
+        self, request: svc.ListPayoutsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes | Message:
+        async def work(ctx: CallContext) -> Message:
+            page = await self._queries.list_payouts(validation.list_payouts_query(request), ctx)
+            return svc.ListPayoutsResponse(
+                payouts=[convert.payout_pb(p) for p in page.items], next_page_token=page.next_page_token
             )
 
         return await self._run(context, request, work)
@@ -249,6 +271,8 @@ _REQUESTS: dict[str, type[Message]] = {
     "GetRefund": svc.GetRefundRequest,
     "GetPayout": svc.GetPayoutRequest,
     "ListPayments": svc.ListPaymentsRequest,
+    "ListRefunds": svc.ListRefundsRequest,
+    "ListPayouts": svc.ListPayoutsRequest,
     "CapturePayment": svc.CapturePaymentRequest,
     "CancelPayment": svc.CancelPaymentRequest,
     "ListEvents": svc.ListEventsRequest,

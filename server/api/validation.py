@@ -6,19 +6,27 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf.message import Message
 
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
 from server.app.commands import CancelCommand, CaptureCommand, ChargeCommand, PayoutCommand, RefundCommand
-from server.app.queries import ListPaymentsQuery
+from server.app.queries import ListPaymentsQuery, ListPayoutsQuery, ListRefundsQuery
 from server.domain import metadata as caller_metadata
 from server.domain.captures import CANCELLATION_REASONS
 from server.domain.errors import FieldViolation, InvalidRequest, Violations
 from server.domain.idempotency import fingerprint, key_problem
 from server.domain.ids import IdKind, MalformedId, parse_id
-from server.domain.model import CaptureMethod, PayoutDestination, SepaDestination, StripeAccountDestination
+from server.domain.model import (
+    CaptureMethod,
+    DestinationType,
+    PayoutDestination,
+    SepaDestination,
+    StripeAccountDestination,
+)
 from server.domain.money import Currency, Money, UnknownCurrency
 from server.domain.refunds import REFUND_REASONS
 from server.domain.sepa_scheme import (
@@ -37,11 +45,13 @@ from server.domain.sepa_text import (
     SepaTextError,
     to_sepa_text,
 )
-from server.domain.states import PaymentStatus
+from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus
 
 MAX_TOKEN = 255
 MAX_TEXT = 1000
 MAX_REFERENCE = 140
+
+E = TypeVar("E", bound=StrEnum)
 
 _CARD_NUMBER = re.compile(r"(?:\d[ -]?){12,19}")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -298,22 +308,70 @@ def payout_command(req: svc.PayoutRequest) -> PayoutCommand:
     )  # fmt: skip
 
 
+def _list_paging(v: Violations, page_size: int, page_token: str) -> None:
+    """What every listing checks alike; the token's content is checked against its filters later."""
+    if page_size < 0:
+        v.add("page_size", "must not be negative", "INVALID_FIELD")
+    if len(page_token) > 1024:
+        v.add("page_token", "is not a token this listing issued", "INVALID_PAGE_TOKEN")
+
+
+class _ProtoEnum(Protocol):
+    def values(self) -> list[Any]: ...
+
+    def Name(self, number: Any) -> str: ...  # noqa: N802 - protobuf's name
+
+
+def _by_number(proto_enum: _ProtoEnum, domain_enum: type[E], prefix: str) -> dict[int, E]:
+    """The domain member of each proto value but UNSPECIFIED, by name (PAYOUT_STATUS_PAID is PAID). Built
+    at import: a proto value the domain lacks stops the service at start, not a request at run time."""
+    return {n: domain_enum[proto_enum.Name(n).removeprefix(prefix)] for n in proto_enum.values() if n}
+
+
+_PAYMENT_STATUSES = _by_number(res.PaymentStatus, PaymentStatus, "PAYMENT_STATUS_")
+_REFUND_STATUSES = _by_number(res.RefundStatus, RefundStatus, "REFUND_STATUS_")
+_PAYOUT_STATUSES = _by_number(res.PayoutStatus, PayoutStatus, "PAYOUT_STATUS_")
+_DESTINATION_TYPES = _by_number(svc.PayoutDestinationType, DestinationType, "PAYOUT_DESTINATION_TYPE_")
+
+
+def _enum(v: Violations, field: str, value: int, known: dict[int, E], what: str) -> E | None:
+    """A filter on an enum: UNSPECIFIED is no filter, a number this version does not know is refused."""
+    found = known.get(value)
+    if value and found is None:
+        v.add(field, f"is not a {what}", "INVALID_ENUM")
+    return found
+
+
 def list_query(req: svc.ListPaymentsRequest) -> ListPaymentsQuery:
     v = Violations()
-    if req.page_size < 0:
-        v.add("page_size", "must not be negative", "INVALID_FIELD")
-    status: PaymentStatus | None = None
-    if req.status:
-        name = res.PaymentStatus.Name(req.status) if req.status in res.PaymentStatus.values() else ""
-        if not name:
-            v.add("status", "is not a payment status", "INVALID_ENUM")
-        else:
-            status = PaymentStatus(name.removeprefix("PAYMENT_STATUS_"))
+    _list_paging(v, req.page_size, req.page_token)
+    status = _enum(v, "status", req.status, _PAYMENT_STATUSES, "payment status")
     _text(v, "customer_id", req.customer_id, MAX_TOKEN)
-    if len(req.page_token) > 1024:
-        v.add("page_token", "is not a token this listing issued", "INVALID_PAGE_TOKEN")
     v.raise_if_any()
     return ListPaymentsQuery(req.page_size, req.page_token, status, req.customer_id or None)
+
+
+def list_refunds_query(req: svc.ListRefundsRequest) -> ListRefundsQuery:
+    v = Violations()
+    _list_paging(v, req.page_size, req.page_token)
+    status = _enum(v, "status", req.status, _REFUND_STATUSES, "refund status")
+    payment_id = None
+    if req.payment_id:
+        try:
+            payment_id = parse_id(IdKind.PAYMENT, req.payment_id)
+        except MalformedId as exc:
+            v.add("payment_id", str(exc), "MALFORMED_ID")
+    v.raise_if_any()
+    return ListRefundsQuery(req.page_size, req.page_token, status, payment_id)
+
+
+def list_payouts_query(req: svc.ListPayoutsRequest) -> ListPayoutsQuery:
+    v = Violations()
+    _list_paging(v, req.page_size, req.page_token)
+    status = _enum(v, "status", req.status, _PAYOUT_STATUSES, "payout status")
+    destination = _enum(v, "destination_type", req.destination_type, _DESTINATION_TYPES, "payout destination type")
+    v.raise_if_any()
+    return ListPayoutsQuery(req.page_size, req.page_token, status, destination)
 
 
 def resource_id(field_value: str, kind: IdKind) -> str:

@@ -1,20 +1,24 @@
-"""Reads: Get* by id and ListPayments with AIP-158 pagination, always scoped to the caller."""
+"""Reads: Get* by id and the List* listings with AIP-158 pagination, always scoped to the caller."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from server.app import page_tokens
 from server.app.context import CallContext
-from server.app.store import ResourceReader
+from server.app.store import Cursor, KeysetPage, ResourceReader
 from server.domain.errors import FieldViolation, InvalidRequest, NotFound
 from server.domain.ids import IdKind, MalformedId, parse_id
-from server.domain.model import Payment, Payout, Refund
-from server.domain.states import PaymentStatus
+from server.domain.model import DestinationType, Payment, Payout, Refund
+from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,25 +28,62 @@ class ListPaymentsQuery:
     status: PaymentStatus | None
     customer_id: str | None
 
+    def digest(self) -> str:
+        # Without the listing's name, unlike the others: tokens issued before refunds and payouts had
+        # listings stay valid.
+        return page_tokens.filter_digest(self.status, self.customer_id)
+
 
 @dataclass(frozen=True, slots=True)
-class PaymentList:
-    payments: list[Payment]
+class ListRefundsQuery:
+    page_size: int
+    page_token: str
+    status: RefundStatus | None
+    payment_id: uuid.UUID | None
+
+    def digest(self) -> str:
+        return page_tokens.filter_digest("refunds", self.status, self.payment_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ListPayoutsQuery:
+    page_size: int
+    page_token: str
+    status: PayoutStatus | None
+    destination: DestinationType | None
+
+    def digest(self) -> str:
+        return page_tokens.filter_digest("payouts", self.status, self.destination)
+
+
+ListQuery = ListPaymentsQuery | ListRefundsQuery | ListPayoutsQuery
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
     next_page_token: str
 
 
-def _digest(query: ListPaymentsQuery) -> str:
-    return page_tokens.filter_digest(query.status, query.customer_id)
+def encode_page_token(query: ListQuery, cursor: Cursor) -> str:
+    return page_tokens.encode(cursor, query.digest())
 
 
-def encode_page_token(query: ListPaymentsQuery, cursor: page_tokens.Cursor) -> str:
-    return page_tokens.encode(cursor, _digest(query))
-
-
-def decode_page_token(query: ListPaymentsQuery) -> page_tokens.Cursor | None:
+def decode_page_token(query: ListQuery) -> Cursor | None:
     """The cursor in the query's token; anything but a token this listing issued for the same filters is
     INVALID_ARGUMENT (server/app/page_tokens.py)."""
-    return page_tokens.decode(query.page_token, _digest(query))
+    return page_tokens.decode(query.page_token, query.digest())
+
+
+async def _page(query: ListQuery, fetch: Callable[[int, Cursor | None], Awaitable[KeysetPage[T]]]) -> Page[T]:
+    """One implementation of AIP-158 for every listing: the page size's default and cap, and a token
+    that continues only the listing and filters it came from."""
+    if query.page_size < 0:
+        raise InvalidRequest([FieldViolation("page_size", "must not be negative")])
+    limit = min(query.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    page = await fetch(limit, decode_page_token(query))
+    token = encode_page_token(query, page.next_cursor) if page.next_cursor else ""
+    return Page(page.items, token)
 
 
 class Queries:
@@ -67,16 +108,20 @@ class Queries:
             raise NotFound("payout not found")
         return payout
 
-    async def list_payments(self, query: ListPaymentsQuery, ctx: CallContext) -> PaymentList:
-        if query.page_size < 0:
-            raise InvalidRequest([FieldViolation("page_size", "must not be negative")])
-        limit = min(query.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = decode_page_token(query)
-        page = await self._reader.list_payments(
-            ctx.client_id, limit=limit, status=query.status, customer_id=query.customer_id, after=after
-        )
-        token = encode_page_token(query, page.next_cursor) if page.next_cursor else ""
-        return PaymentList(page.payments, token)
+    async def list_payments(self, query: ListPaymentsQuery, ctx: CallContext) -> Page[Payment]:
+        return await _page(query, lambda limit, after: self._reader.list_payments(
+            ctx.client_id, limit=limit, status=query.status, customer_id=query.customer_id, after=after,
+        ))  # fmt: skip
+
+    async def list_refunds(self, query: ListRefundsQuery, ctx: CallContext) -> Page[Refund]:
+        return await _page(query, lambda limit, after: self._reader.list_refunds(
+            ctx.client_id, limit=limit, status=query.status, payment_id=query.payment_id, after=after,
+        ))  # fmt: skip
+
+    async def list_payouts(self, query: ListPayoutsQuery, ctx: CallContext) -> Page[Payout]:
+        return await _page(query, lambda limit, after: self._reader.list_payouts(
+            ctx.client_id, limit=limit, status=query.status, destination=query.destination, after=after,
+        ))  # fmt: skip
 
 
 def _parse(kind: IdKind, text: str) -> uuid.UUID:

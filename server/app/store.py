@@ -15,9 +15,9 @@ from typing import Generic, Protocol, TypeVar
 
 from server.domain.errors import ServiceError
 from server.domain.idempotency import Operation
-from server.domain.model import Failure, NextAction, Payment, Payout, Refund
+from server.domain.model import DestinationType, Failure, NextAction, Payment, Payout, Refund
 from server.domain.money import Money
-from server.domain.states import PaymentStatus, ResourceType
+from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus, ResourceType
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -235,13 +235,20 @@ class WorkerStore(Protocol):
         ...
 
 
+Cursor = tuple[datetime, uuid.UUID]  # (created_at, id) of the last row of a page: where the next one starts
+
+
 @dataclass(frozen=True, slots=True)
-class PaymentPage:
-    payments: list[Payment]
-    next_cursor: tuple[datetime, uuid.UUID] | None
+class KeysetPage(Generic[R_co]):
+    """One page of a listing, newest first; `next_cursor` is None on the last page."""
+
+    items: list[R_co]
+    next_cursor: Cursor | None
 
 
 class ResourceReader(Protocol):
+    """Reads, each scoped to the calling client: another client's resource is never seen."""
+
     async def get_payment(self, client_id: str, payment_id: uuid.UUID) -> Payment | None: ...
 
     async def get_refund(self, client_id: str, refund_id: uuid.UUID) -> Refund | None: ...
@@ -249,11 +256,16 @@ class ResourceReader(Protocol):
     async def get_payout(self, client_id: str, payout_id: uuid.UUID) -> Payout | None: ...
 
     async def list_payments(
-        self,
-        client_id: str,
-        *,
-        limit: int,
-        status: PaymentStatus | None,
-        customer_id: str | None,
-        after: tuple[datetime, uuid.UUID] | None,
-    ) -> PaymentPage: ...
+        self, client_id: str, *, limit: int, status: PaymentStatus | None, customer_id: str | None,
+        after: Cursor | None,
+    ) -> KeysetPage[Payment]: ...  # fmt: skip
+
+    async def list_refunds(
+        self, client_id: str, *, limit: int, status: RefundStatus | None, payment_id: uuid.UUID | None,
+        after: Cursor | None,
+    ) -> KeysetPage[Refund]: ...  # fmt: skip
+
+    async def list_payouts(
+        self, client_id: str, *, limit: int, status: PayoutStatus | None, destination: DestinationType | None,
+        after: Cursor | None,
+    ) -> KeysetPage[Payout]: ...  # fmt: skip

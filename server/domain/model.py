@@ -130,6 +130,14 @@ class StripeAccountDestination:
 PayoutDestination = SepaDestination | StripeAccountDestination
 
 
+class DestinationType(StrEnum):
+    """Which kind of destination a payout has; the value is the `type` its stored destination carries,
+    so the store can filter on it without decoding the account."""
+
+    SEPA_ACCOUNT = "sepa"
+    STRIPE_ACCOUNT = "stripe_account"
+
+
 @dataclass(frozen=True, slots=True)
 class Payout:
     id: uuid.UUID

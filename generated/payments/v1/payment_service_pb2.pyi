@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from payments.v1 import resources_pb2 as _resources_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +20,28 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _PayoutDestinationType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PayoutDestinationTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PayoutDestinationType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYOUT_DESTINATION_TYPE_UNSPECIFIED: _PayoutDestinationType.ValueType  # 0
+    PAYOUT_DESTINATION_TYPE_SEPA_ACCOUNT: _PayoutDestinationType.ValueType  # 1
+    """A bank account, by SEPA credit transfer (Payout.sepa_account)."""
+    PAYOUT_DESTINATION_TYPE_STRIPE_ACCOUNT: _PayoutDestinationType.ValueType  # 2
+    """A Stripe connected account (Payout.stripe_account_id)."""
+
+class PayoutDestinationType(_PayoutDestinationType, metaclass=_PayoutDestinationTypeEnumTypeWrapper):
+    """Where a payout goes: which of Payout.destination is set."""
+
+PAYOUT_DESTINATION_TYPE_UNSPECIFIED: PayoutDestinationType.ValueType  # 0
+PAYOUT_DESTINATION_TYPE_SEPA_ACCOUNT: PayoutDestinationType.ValueType  # 1
+"""A bank account, by SEPA credit transfer (Payout.sepa_account)."""
+PAYOUT_DESTINATION_TYPE_STRIPE_ACCOUNT: PayoutDestinationType.ValueType  # 2
+"""A Stripe connected account (Payout.stripe_account_id)."""
+Global___PayoutDestinationType: _TypeAlias = PayoutDestinationType  # noqa: Y015
 
 @_typing.final
 class ChargeRequest(_message.Message):
@@ -404,6 +427,122 @@ class ListPaymentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListPaymentsResponse: _TypeAlias = ListPaymentsResponse  # noqa: Y015
+
+@_typing.final
+class ListRefundsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most 100; 0 means the default of 50."""
+    page_token: _builtins.str
+    """From a previous ListRefundsResponse; the other fields must not change between pages. Anything
+    but a next_page_token this listing issued for the same filters is INVALID_ARGUMENT.
+    """
+    payment_id: _builtins.str
+    """Only refunds of this payment (empty: all). A payment that is not the caller's lists nothing."""
+    status: _resources_pb2.RefundStatus.ValueType
+    """Only refunds in this status (UNSPECIFIED: all)."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        status: _resources_pb2.RefundStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "payment_id", b"payment_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRefundsRequest: _TypeAlias = ListRefundsRequest  # noqa: Y015
+
+@_typing.final
+class ListRefundsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUNDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty when there are no more pages."""
+    @_builtins.property
+    def refunds(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Refund]: ...
+    def __init__(
+        self,
+        *,
+        refunds: _abc.Iterable[_resources_pb2.Refund] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "refunds", b"refunds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRefundsResponse: _TypeAlias = ListRefundsResponse  # noqa: Y015
+
+@_typing.final
+class ListPayoutsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    DESTINATION_TYPE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most 100; 0 means the default of 50."""
+    page_token: _builtins.str
+    """From a previous ListPayoutsResponse; the other fields must not change between pages. Anything
+    but a next_page_token this listing issued for the same filters is INVALID_ARGUMENT.
+    """
+    status: _resources_pb2.PayoutStatus.ValueType
+    """Only payouts in this status (UNSPECIFIED: all)."""
+    destination_type: Global___PayoutDestinationType.ValueType
+    """Only payouts to this kind of destination (UNSPECIFIED: all)."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        status: _resources_pb2.PayoutStatus.ValueType = ...,
+        destination_type: Global___PayoutDestinationType.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination_type", b"destination_type", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPayoutsRequest: _TypeAlias = ListPayoutsRequest  # noqa: Y015
+
+@_typing.final
+class ListPayoutsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYOUTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty when there are no more pages."""
+    @_builtins.property
+    def payouts(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Payout]: ...
+    def __init__(
+        self,
+        *,
+        payouts: _abc.Iterable[_resources_pb2.Payout] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "payouts", b"payouts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPayoutsResponse: _TypeAlias = ListPayoutsResponse  # noqa: Y015
 
 @_typing.final
 class CapturePaymentRequest(_message.Message):

@@ -71,6 +71,16 @@ class PaymentServiceStub:
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentsRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentsResponse.FromString,
                 _registered_method=True)
+        self.ListRefunds = channel.unary_unary(
+                '/payments.v1.PaymentService/ListRefunds',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.ListRefundsRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.ListRefundsResponse.FromString,
+                _registered_method=True)
+        self.ListPayouts = channel.unary_unary(
+                '/payments.v1.PaymentService/ListPayouts',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.ListPayoutsRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.ListPayoutsResponse.FromString,
+                _registered_method=True)
         self.CapturePayment = channel.unary_unary(
                 '/payments.v1.PaymentService/CapturePayment',
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.CapturePaymentRequest.SerializeToString,
@@ -139,6 +149,20 @@ class PaymentServiceServicer:
 
     def ListPayments(self, request, context):
         """Lists the caller's payments, newest first (AIP-158 pagination).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRefunds(self, request, context):
+        """Lists the caller's refunds, newest first (AIP-158 pagination).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPayouts(self, request, context):
+        """Lists the caller's payouts, newest first (AIP-158 pagination).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -213,6 +237,16 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.ListPayments,
                     request_deserializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentsRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'ListRefunds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRefunds,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.ListRefundsRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.ListRefundsResponse.SerializeToString,
+            ),
+            'ListPayouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPayouts,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.ListPayoutsRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.ListPayoutsResponse.SerializeToString,
             ),
             'CapturePayment': grpc.unary_unary_rpc_method_handler(
                     servicer.CapturePayment,
@@ -426,6 +460,60 @@ class PaymentService:
             '/payments.v1.PaymentService/ListPayments',
             payments_dot_v1_dot_payment__service__pb2.ListPaymentsRequest.SerializeToString,
             payments_dot_v1_dot_payment__service__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRefunds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/ListRefunds',
+            payments_dot_v1_dot_payment__service__pb2.ListRefundsRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.ListRefundsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPayouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/ListPayouts',
+            payments_dot_v1_dot_payment__service__pb2.ListPayoutsRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.ListPayoutsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,10 @@ class PaymentServiceStub:
     GetPayout: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.GetPayoutRequest, _payment_service_pb2.GetPayoutResponse]
     ListPayments: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.ListPaymentsRequest, _payment_service_pb2.ListPaymentsResponse]
     """Lists the caller's payments, newest first (AIP-158 pagination)."""
+    ListRefunds: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.ListRefundsRequest, _payment_service_pb2.ListRefundsResponse]
+    """Lists the caller's refunds, newest first (AIP-158 pagination)."""
+    ListPayouts: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.ListPayoutsRequest, _payment_service_pb2.ListPayoutsResponse]
+    """Lists the caller's payouts, newest first (AIP-158 pagination)."""
     CapturePayment: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.CapturePaymentRequest, _payment_service_pb2.CapturePaymentResponse]
     """Captures all or part of a REQUIRES_CAPTURE payment. FAILED_PRECONDITION (PAYMENT_NOT_CAPTURABLE)
     when nothing can be captured: not authorized, already captured or cancelled, or another capture or
@@ -80,6 +84,10 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     GetPayout: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.GetPayoutRequest, _payment_service_pb2.GetPayoutResponse]  # type: ignore[assignment]
     ListPayments: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.ListPaymentsRequest, _payment_service_pb2.ListPaymentsResponse]  # type: ignore[assignment]
     """Lists the caller's payments, newest first (AIP-158 pagination)."""
+    ListRefunds: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.ListRefundsRequest, _payment_service_pb2.ListRefundsResponse]  # type: ignore[assignment]
+    """Lists the caller's refunds, newest first (AIP-158 pagination)."""
+    ListPayouts: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.ListPayoutsRequest, _payment_service_pb2.ListPayoutsResponse]  # type: ignore[assignment]
+    """Lists the caller's payouts, newest first (AIP-158 pagination)."""
     CapturePayment: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.CapturePaymentRequest, _payment_service_pb2.CapturePaymentResponse]  # type: ignore[assignment]
     """Captures all or part of a REQUIRES_CAPTURE payment. FAILED_PRECONDITION (PAYMENT_NOT_CAPTURABLE)
     when nothing can be captured: not authorized, already captured or cancelled, or another capture or
@@ -153,6 +161,22 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payment_service_pb2.ListPaymentsResponse, _abc.Awaitable[_payment_service_pb2.ListPaymentsResponse]]:
         """Lists the caller's payments, newest first (AIP-158 pagination)."""
+
+    @_abc_1.abstractmethod
+    def ListRefunds(
+        self,
+        request: _payment_service_pb2.ListRefundsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_service_pb2.ListRefundsResponse, _abc.Awaitable[_payment_service_pb2.ListRefundsResponse]]:
+        """Lists the caller's refunds, newest first (AIP-158 pagination)."""
+
+    @_abc_1.abstractmethod
+    def ListPayouts(
+        self,
+        request: _payment_service_pb2.ListPayoutsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_service_pb2.ListPayoutsResponse, _abc.Awaitable[_payment_service_pb2.ListPayoutsResponse]]:
+        """Lists the caller's payouts, newest first (AIP-158 pagination)."""
 
     @_abc_1.abstractmethod
     def CapturePayment(
