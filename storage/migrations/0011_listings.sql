@@ -1,3 +1,4 @@
+-- migrate: outside a transaction
 -- ListRefunds and ListPayouts: keyset pagination newest first, like payments_listing (0001), so a page
 -- costs the same however deep it is and however many rows the table holds.
 --
@@ -14,8 +15,11 @@
 --   in memory (0.06 ms in the same measurement); client_id is checked on those rows.
 -- The indexed columns never change after the insert, so status changes stay HOT updates.
 --
--- The migrator runs each file in a transaction, where CONCURRENTLY is not allowed: inserts into the
--- table wait while its index is built. On a large table, build them beforehand with CREATE INDEX
--- CONCURRENTLY under these names; IF NOT EXISTS then skips them here.
-CREATE INDEX IF NOT EXISTS refunds_listing ON refunds (client_id, created_at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS payouts_listing ON payouts (client_id, created_at DESC, id DESC);
+-- Built CONCURRENTLY, outside a transaction (storage/migrator.py): refunds and payouts take writes on
+-- every call, and a plain CREATE INDEX would hold them for as long as the build takes while the previous
+-- release still serves (storage/migration_safety.py). A build cut off leaves an invalid index, so each
+-- is dropped first: the file can run again from the start.
+DROP INDEX CONCURRENTLY IF EXISTS refunds_listing;
+CREATE INDEX CONCURRENTLY refunds_listing ON refunds (client_id, created_at DESC, id DESC);
+DROP INDEX CONCURRENTLY IF EXISTS payouts_listing;
+CREATE INDEX CONCURRENTLY payouts_listing ON payouts (client_id, created_at DESC, id DESC);

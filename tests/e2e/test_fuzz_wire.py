@@ -6,13 +6,15 @@ charge."""
 
 from __future__ import annotations
 
+import functools
 import random
 import socket
 import ssl
 import struct
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -29,7 +31,7 @@ from server.config import Settings
 from server.runtime import MAX_MESSAGE_BYTES, MAX_METADATA_BYTES
 from tests.support.harness import ServerHarness
 from tests.support.postgres import PostgresForTests
-from tests.support.protofuzz import METADATA, RPC_NAMES, any_request, page_tokens
+from tests.support.protofuzz import METADATA, RPC_NAMES, STREAMING_RPC_NAMES, any_request, page_tokens
 from tests.support.requests import charge, error_reason
 from tests.support.secure import Pki, SecureServer, bearer, client_credentials, make_pki
 
@@ -108,7 +110,8 @@ def outcome(future: Any) -> tuple[grpc.StatusCode, grpc.RpcError | None]:
 def assert_answer(rpc: str, code: grpc.StatusCode, error: grpc.RpcError | None, allowed: set[grpc.StatusCode]) -> None:
     assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), f"{rpc}: {code}"
     assert code in allowed, f"{rpc} answered {code}: {error.details() if error else ''}"
-    if error is not None and code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+    # RESOURCE_EXHAUSTED comes from gRPC's own limits; DEADLINE_EXCEEDED is the caller's deadline.
+    if error is not None and code not in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED):
         assert error_reason(error), f"{rpc}: every error carries ErrorInfo"
 
 
@@ -131,6 +134,42 @@ def test_thousands_of_generated_requests_across_every_rpc(stub: PaymentStub, pki
     fire()
     assert sum(sent.values()) >= GENERATED_REQUESTS
     assert all(count > 0 for count in sent.values()), sent
+
+
+# A stream the server accepted runs until the caller's deadline: DEADLINE_EXCEEDED is how a valid watch
+# ends here. Anything the server refuses, it refuses at once, like a unary RPC.
+STREAM_ANSWERS = ANSWERS | {grpc.StatusCode.DEADLINE_EXCEEDED}
+STREAM_SECONDS = 0.5
+
+
+def stream_outcome(open_stream: Callable[[], Iterable[Any]]) -> tuple[grpc.StatusCode, grpc.RpcError | None]:
+    try:
+        for _ in open_stream():
+            pass
+    except grpc.RpcError as error:
+        return error.code(), error
+    return grpc.StatusCode.OK, None
+
+
+def test_generated_requests_on_the_streaming_rpcs(stub: PaymentStub, pki: Pki) -> None:
+    metadata = bearer(pki.tokens["client-a"])
+    seen: Counter[grpc.StatusCode] = Counter()
+
+    @fuzz(8)
+    @given(batch=st.lists(any_request(streaming=True), min_size=BATCH, max_size=BATCH))
+    def fire(batch: list[tuple[str, Message]]) -> None:
+        def one(rpc: str, request: Message) -> None:
+            code, error = stream_outcome(lambda: getattr(stub, rpc)(request, metadata=metadata, timeout=STREAM_SECONDS))
+            seen[code] += 1
+            assert_answer(rpc, code, error, STREAM_ANSWERS)
+
+        with ThreadPoolExecutor(BATCH) as pool:
+            for future in [pool.submit(one, rpc, request) for rpc, request in batch]:
+                future.result()
+
+    assert STREAMING_RPC_NAMES == ["WatchEvents"]
+    fire()
+    assert seen[grpc.StatusCode.INVALID_ARGUMENT] > 0, seen  # the generator does reach the refusals
 
 
 _PRINTABLE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=200)
@@ -203,6 +242,13 @@ def test_undecodable_bytes_on_every_rpc(channel: grpc.Channel, pki: Pki) -> None
         for payload in CRAFTED:
             code, error = outcome(call.future(payload, metadata=metadata, timeout=30))
             assert_answer(name, code, error, ANSWERS)
+    for name in STREAMING_RPC_NAMES:
+        stream = channel.unary_stream(
+            f"/payments.v1.PaymentService/{name}", request_serializer=None, response_deserializer=None
+        )
+        for payload in CRAFTED:
+            code, error = stream_outcome(functools.partial(stream, payload, metadata=metadata, timeout=STREAM_SECONDS))
+            assert_answer(name, code, error, STREAM_ANSWERS)
 
     @fuzz(20)
     @given(batch=st.lists(st.tuples(st.sampled_from(sorted(raw)), st.binary(max_size=2048)), min_size=25, max_size=25))

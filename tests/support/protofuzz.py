@@ -104,14 +104,20 @@ def messages(descriptor: Any, message_type: type[Message], depth: int = 0) -> st
     return build()
 
 
-RPC_NAMES: list[str] = [m.name for m in svc.DESCRIPTOR.services_by_name["PaymentService"].methods]
+_METHODS = svc.DESCRIPTOR.services_by_name["PaymentService"].methods
+# Unary RPCs answer once; a server-streaming one (WatchEvents) runs until its caller stops it, so the
+# fuzz tests call the two kinds differently.
+RPC_NAMES: list[str] = [m.name for m in _METHODS if not m.server_streaming]
+STREAMING_RPC_NAMES: list[str] = [m.name for m in _METHODS if m.server_streaming]
 
 
-def any_request() -> st.SearchStrategy[tuple[str, Message]]:
-    """(RPC name, arbitrary request) for every RPC of payments.v1.PaymentService, read from the proto."""
-    service = svc.DESCRIPTOR.services_by_name["PaymentService"]
+def any_request(*, streaming: bool = False) -> st.SearchStrategy[tuple[str, Message]]:
+    """(RPC name, arbitrary request) for every unary RPC of payments.v1.PaymentService (or every
+    server-streaming one), read from the proto."""
     calls = []
-    for method in service.methods:
+    for method in _METHODS:
+        if method.server_streaming != streaming:
+            continue
         message_type: type[Message] = getattr(svc, method.input_type.name)
         calls.append(st.tuples(st.just(method.name), messages(message_type.DESCRIPTOR, message_type)))
     return st.one_of(*calls)
