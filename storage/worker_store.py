@@ -73,7 +73,9 @@ _PRUNE_EVENTS = """
 
 # The backlog gauges (payments.recovery.backlog.age, payments.reconciliation.open). Both read only rows the
 # worker's partial indexes hold: unfinished keys (idempotency_keys_stalled) and resources with a next poll
-# (*_poll_due; REQUIRES_RECONCILIATION is always polled, daily), never the whole history.
+# (*_poll_due; REQUIRES_RECONCILIATION is always polled, daily), never the whole history. Measured with
+# 500,000 payments and keys (525 with a next poll, 10 keys unfinished): 0.3 ms in PostgreSQL, 514 buffers,
+# both partial indexes used; 1.5 ms per call from the worker.
 _MEASURE_BACKLOG = f"""
     SELECT COALESCE((SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM idempotency_keys
                      WHERE recovery_point = '{STARTED}'), 0)::float8 AS oldest_unfinished,
