@@ -11,7 +11,11 @@ unit or a label typo in a rule fails here.
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -282,3 +286,30 @@ def test_alert_annotations_name_only_labels_their_expression_keeps() -> None:
             for text in rule["annotations"].values():
                 for label in re.findall(r"\$labels\.(\w+)", text):
                     assert label in kept, f"{rule['alert']} shows {label}, which its expression drops"
+
+
+def _serve(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PAYMENTS_DATABASE_URL": database_url, "PAYMENTS_LISTEN": f"127.0.0.1:{free_port()}",
+                   **env}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", *args], cwd=REPO, env=environment,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_a_metrics_address_in_use_is_one_line_and_exit_code_2(database_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = _serve(database_url, PAYMENTS_METRICS_LISTEN=address)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot listen on {address} (PAYMENTS_METRICS_LISTEN)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_workers_refuse_a_metrics_address_one_scrape_could_not_cover() -> None:
+    unreachable = "postgresql://nobody@127.0.0.1:1/none"  # refused before any database is opened
+    result = _serve(unreachable, "--workers", "2", PAYMENTS_METRICS_LISTEN=f"127.0.0.1:{free_port()}")
+    assert result.returncode == 2, result.stderr
+    assert "PAYMENTS_METRICS_LISTEN" in result.stderr
