@@ -241,6 +241,8 @@ class Settings:
             "auth": self.auth_mode(),
             "admin_clients": ",".join(self.admin_clients) or "none",
             "stripe_webhook_secrets": str(len(self.stripe_webhook_secrets)) if self.stripe_webhook_secrets else "unset",
+            "metrics_listen": self.metrics_listen or "off",
+            "health_listen": self.health_listen or "off",
         }
 
     def auth_mode(self) -> str:
