@@ -337,6 +337,8 @@ async def start_service(
             wake = worker.wake if worker is not None else _no_worker_here
             webhooks = await start_webhooks(webhooks_plan, settings, db, wake)
         port = server.bind(settings.listen, server_credentials(settings))
+        if settings.health_listen is not None:
+            server.bind_health(settings.health_listen)
     except (OSError, ConfigError) as exc:
         if webhooks is not None:
             await webhooks.stop()
@@ -386,7 +388,11 @@ async def _until_signalled() -> None:
 
 async def run_worker(settings: Settings) -> int:
     """`payments worker`: the recovery worker and status poller alone, until SIGTERM/SIGINT."""
-    configure_telemetry()
+    try:
+        configure_telemetry(metrics_listen=settings.metrics_listen)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     url, _ = await asyncio.to_thread(open_database_url, settings)
     try:
         db = await _open_database(url, min(settings.db_pool_size, 5), migrate=True)
@@ -411,10 +417,10 @@ async def run_worker(settings: Settings) -> int:
 
 async def serve(settings: Settings) -> int:
     """`payments serve`: runs until SIGTERM/SIGINT, then shuts down gracefully. Returns the exit code."""
-    configure_telemetry()
     try:
+        configure_telemetry(metrics_listen=settings.metrics_listen)
         service = await start_service(settings)
-    except StartupError as exc:
+    except (StartupError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     log.info("payments service listening", extra={"listen": settings.listen, **settings.describe()})
@@ -437,6 +443,9 @@ def serve_processes(settings: Settings, workers: int) -> int:
         raise ValueError("--workers must be at least 1")
     if settings.listen.endswith(":0"):
         raise ValueError("--workers needs a fixed port: the processes share it")
+    if settings.metrics_listen is not None:
+        # One scrape would see one process at random; in Kubernetes run one process per pod instead.
+        raise ValueError("PAYMENTS_METRICS_LISTEN needs one process per address: run replicas, not --workers")
     check_webhook_listen(settings)  # a ConfigError, so a ValueError: one line, exit 2
     url, embedded = open_database_url(settings)
     asyncio.run(migrate_dsn(url))

@@ -129,6 +129,10 @@ class Settings:
     # auto_cancel_uncaptured a cancel (PAYMENTS_AUTO_CANCEL_UNCAPTURED=1).
     capture_warning_seconds: float = 86400.0
     auto_cancel_uncaptured: bool = False
+    # Prometheus scraping: GET /metrics on this host:port (plaintext, the metrics only); None: off.
+    metrics_listen: str | None = None
+    # A plaintext listener with grpc.health.v1 alone (kubelet gRPC probes speak no TLS); None: off.
+    health_listen: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -174,6 +178,8 @@ class Settings:
             ),
             capture_warning_seconds=_float(env, "PAYMENTS_CAPTURE_WARNING_SECONDS", cls.capture_warning_seconds),
             auto_cancel_uncaptured=_flag(env, "PAYMENTS_AUTO_CANCEL_UNCAPTURED"),
+            metrics_listen=env.get("PAYMENTS_METRICS_LISTEN") or None,
+            health_listen=env.get("PAYMENTS_HEALTH_LISTEN") or None,
         )
         settings.validate()
         return settings
@@ -182,6 +188,10 @@ class Settings:
         addresses = [("PAYMENTS_LISTEN", self.listen)]
         if self.webhook_listen is not None and self.webhook_listen != WEBHOOK_LISTEN_OFF:
             addresses.append((WEBHOOK_LISTEN_VARIABLE, self.webhook_listen))
+        if self.metrics_listen is not None:
+            addresses.append(("PAYMENTS_METRICS_LISTEN", self.metrics_listen))
+        if self.health_listen is not None:
+            addresses.append(("PAYMENTS_HEALTH_LISTEN", self.health_listen))
         for name, address in addresses:
             problem = _address_problem(name, address)
             if problem:
@@ -231,6 +241,8 @@ class Settings:
             "auth": self.auth_mode(),
             "admin_clients": ",".join(self.admin_clients) or "none",
             "stripe_webhook_secrets": str(len(self.stripe_webhook_secrets)) if self.stripe_webhook_secrets else "unset",
+            "metrics_listen": self.metrics_listen or "off",
+            "health_listen": self.health_listen or "off",
         }
 
     def auth_mode(self) -> str:

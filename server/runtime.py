@@ -64,6 +64,8 @@ class GrpcServer:
         names = (*self._services, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self._server)
         self.port = 0
+        self._share_port = share_port
+        self._health_server: grpc.aio.Server | None = None
 
     def bind(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
         """Listens on `address`: TLS with `credentials` (see server.security.setup), else plaintext."""
@@ -78,8 +80,25 @@ class GrpcServer:
             raise OSError(f"cannot listen on {address}: the address is in use or not available")
         return self.port
 
+    def bind_health(self, address: str) -> int:
+        """Also answers grpc.health.v1, and nothing else, in plaintext on `address`: the kubelet's gRPC
+        probes cannot speak TLS, and a status is all this listener can tell anyone. It reports what the
+        main listener reports (one HealthServicer), so readiness drops the moment shutdown begins."""
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if self._share_port else 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise OSError(f"cannot listen on {address}: the address is in use or not available")
+        self._health_server = server
+        return port
+
     async def start(self) -> None:
         await self._server.start()
+        if self._health_server is not None:
+            await self._health_server.start()
         await self._set_serving(health_pb2.HealthCheckResponse.SERVING)
 
     async def _set_serving(self, status: int) -> None:
@@ -89,6 +108,8 @@ class GrpcServer:
     async def stop(self, grace_seconds: float) -> None:
         await self._set_serving(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.stop(grace_seconds)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()

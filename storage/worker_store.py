@@ -12,7 +12,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from server.app.store import Lease, PollTarget, StalledExecution, Started, Transition
+from server.app.store import Backlog, Lease, PollTarget, StalledExecution, Started, Transition
 from server.domain.idempotency import Operation
 from server.domain.model import Payment, Payout, Refund
 from storage.database import Database
@@ -70,6 +70,22 @@ _PRUNE_EVENTS = """
         LIMIT $2
         FOR UPDATE SKIP LOCKED  -- every replica's worker prunes; none waits for another's batch
     )
+"""
+
+# The backlog gauges (payments.recovery.backlog.age, payments.reconciliation.open). Both read only rows the
+# worker's partial indexes hold: unfinished keys (idempotency_keys_stalled) and resources with a next poll
+# (*_poll_due; REQUIRES_RECONCILIATION is always polled, daily), never the whole history. Measured with
+# 500,000 payments and keys (525 with a next poll, 10 keys unfinished): 0.3 ms in PostgreSQL, 514 buffers,
+# both partial indexes used; 1.5 ms per call from the worker.
+_MEASURE_BACKLOG = f"""
+    SELECT COALESCE((SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM idempotency_keys
+                     WHERE recovery_point = '{STARTED}'), 0)::float8 AS oldest_unfinished,
+           (SELECT count(*) FROM payments WHERE next_poll_at IS NOT NULL
+                                            AND status = 'REQUIRES_RECONCILIATION') AS payment,
+           (SELECT count(*) FROM refunds WHERE next_poll_at IS NOT NULL
+                                           AND status = 'REQUIRES_RECONCILIATION') AS refund,
+           (SELECT count(*) FROM payouts WHERE next_poll_at IS NOT NULL
+                                           AND status = 'REQUIRES_RECONCILIATION') AS payout
 """
 
 _TABLES = (("payments", PAYMENT_COLUMNS, payment_of), ("refunds", REFUND_COLUMNS, refund_of),
@@ -179,3 +195,9 @@ class PostgresWorkerStore:
             next_at = None if next_poll_in is None else timedelta(seconds=next_poll_in)
             await conn.execute(_RECORD_POLL[table], target.resource.id, next_at)
         return moved
+
+    async def measure_backlog(self) -> Backlog:
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(_MEASURE_BACKLOG)
+        counts = {resource: int(row[resource]) for resource in ("payment", "refund", "payout")}
+        return Backlog(float(row["oldest_unfinished"]), counts)

@@ -17,6 +17,7 @@ from typing import Any
 import stripe
 from aiohttp import web
 
+from server.app import telemetry
 from server.app.webhook_events import MalformedEvent, parse_event
 from server.app.webhook_intake import WebhookIntake
 from server.domain.errors import StorageUnavailable
@@ -58,19 +59,20 @@ class StripeWebhookEndpoint:
 
     async def receive(self, request: web.Request) -> web.Response:
         if request.content_type != "application/json":
-            return _refused(400, "expected Content-Type application/json")
+            return _refused(400, "expected Content-Type application/json", "content_type")
         payload = await request.read()  # aiohttp answers 413 past the application's client_max_size
         try:
             body = verified_event(payload, request.headers.get("Stripe-Signature"), self._secrets)
         except ValueError:
-            return _refused(400, "the event is not a JSON object")
+            return _refused(400, "the event is not a JSON object", "malformed")
         if body is None:
+            # A rise means a rotated secret missing here, or someone posting forged events: alert on it.
             log.info("stripe webhook refused: no valid signature of a configured secret within the tolerance")
-            return _refused(400, "no valid Stripe-Signature")
+            return _refused(400, "no valid Stripe-Signature", "signature")
         try:
             event = parse_event(body)
         except MalformedEvent as exc:
-            return _refused(400, str(exc))
+            return _refused(400, str(exc), "malformed")
         try:
             outcome = await self._intake.accept(event)
         except StorageUnavailable:
@@ -80,7 +82,8 @@ class StripeWebhookEndpoint:
         return web.json_response({"received": str(outcome)})
 
 
-def _refused(status: int, reason: str) -> web.Response:
+def _refused(status: int, reason: str, metric_reason: str) -> web.Response:
+    telemetry.webhooks_refused.add(1, {"psp": "stripe", "reason": metric_reason})
     return web.json_response({"error": reason}, status=status)
 
 

@@ -203,6 +203,14 @@ class PollTarget:
     trace_context: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What waits, as PostgreSQL shows it: the same in every process that measures it."""
+
+    oldest_unfinished_seconds: float  # the oldest idempotency key whose execution has no final answer (0: none)
+    requires_reconciliation: dict[str, int]  # resource type -> how many are in REQUIRES_RECONCILIATION now
+
+
 class WorkerStore(Protocol):
     """Claims for the background worker; every claim is exclusive across processes (SKIP LOCKED)."""
 
@@ -232,6 +240,11 @@ class WorkerStore(Protocol):
 
     async def record_poll(self, target: PollTarget, transition: Transition | None, next_poll_in: float | None) -> bool:
         """Applies what the PSP said (if anything changed) and schedules the next poll (None: stop)."""
+        ...
+
+    async def measure_backlog(self) -> Backlog:
+        """The age of the oldest unfinished execution and the REQUIRES_RECONCILIATION counts, for the
+        gauges SREs alert on; reads only the worker's own partial indexes, so it stays cheap as tables grow."""
         ...
 
 

@@ -6,9 +6,12 @@ data, full IBANs, keys or tokens: only our ids, PSP names, codes and outcomes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Link, Span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -38,6 +41,46 @@ captures_expiring = _meter.create_counter(
 psp_credentials_refused = _meter.create_counter(
     "payments.psp.credentials_refused", description="PSP refusals of our credentials (401/403): alert on it"
 )
+webhooks_refused = _meter.create_counter(
+    "payments.webhooks.refused", description="webhook requests refused, by PSP and reason (signature: alert on it)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Backlog:
+    oldest_unfinished_seconds: float
+    requires_reconciliation: Mapping[str, int]
+
+
+_backlog: _Backlog | None = None
+
+
+def observe_backlog(oldest_unfinished_seconds: float, requires_reconciliation: Mapping[str, int]) -> None:
+    """Keeps the worker's latest measurement (server.app.store.Backlog) for the gauges below, which read
+    it when metrics are collected: a scrape never waits on PostgreSQL. Only processes that run the worker
+    report them, every one the same database-wide figures (alert on max across instances)."""
+    global _backlog
+    _backlog = _Backlog(oldest_unfinished_seconds, dict(requires_reconciliation))
+
+
+def _backlog_age(_options: CallbackOptions) -> Iterable[Observation]:
+    return [] if _backlog is None else [Observation(_backlog.oldest_unfinished_seconds)]
+
+
+def _reconciliation_open(_options: CallbackOptions) -> Iterable[Observation]:
+    counts = {} if _backlog is None else _backlog.requires_reconciliation
+    return [Observation(count, {"resource": resource}) for resource, count in counts.items()]
+
+
+# Gauges, not counters: "how old is the oldest" and "how many now" survive restarts and need no rate().
+recovery_backlog_age = _meter.create_observable_gauge(
+    "payments.recovery.backlog.age", [_backlog_age], unit="s",
+    description="age of the oldest operation without a final answer (in flight or waiting for recovery)",
+)  # fmt: skip
+reconciliation_open = _meter.create_observable_gauge(
+    "payments.reconciliation.open", [_reconciliation_open],
+    description="operations in REQUIRES_RECONCILIATION now, by resource type (alert while above 0)",
+)  # fmt: skip
 
 _propagator = TraceContextTextMapPropagator()
 

@@ -57,6 +57,7 @@ class WorkerPolicy:
     max_return_poll_interval_seconds: float = 3600.0  # a paid payout is looked at hourly at most for a return
     reply_retention_seconds: float = 30 * 86400  # stored reply bodies are pruned after this long
     prune_every_seconds: float = 60.0
+    measure_backlog_every_seconds: float = 15.0  # the backlog gauges: a Prometheus scrape interval
     # PSPs whose webhooks reach us (a webhook makes its resource due at once): their resources are polled
     # at most every `webhook_poll_seconds`, polling being only the safety net for a lost event.
     webhook_psps: frozenset[str] = frozenset()
@@ -101,6 +102,7 @@ class BackgroundWorker:
         self._now = now
         self._hooks = on_reconciliation or []
         self._next_prune = 0.0
+        self._next_measure = 0.0
         self._woken = asyncio.Event()
 
     def wake(self) -> None:
@@ -119,6 +121,7 @@ class BackgroundWorker:
                 try:
                     await self._claim(recoveries, polls)
                     await self._prune()
+                    await self._measure_backlog()
                 except StorageUnavailable as exc:  # the database is away: try again next round
                     log.warning("worker round skipped: %s", exc.message)
                 except Exception:
@@ -156,6 +159,14 @@ class BackgroundWorker:
             targets = await self._store.claim_due_polls(limit=polls.free, lease_seconds=policy.lease_seconds)
             for target in targets:
                 polls.start(self._poll(target))
+
+    async def _measure_backlog(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now < self._next_measure:
+            return
+        self._next_measure = now + self._policy.measure_backlog_every_seconds
+        backlog = await self._store.measure_backlog()
+        telemetry.observe_backlog(backlog.oldest_unfinished_seconds, backlog.requires_reconciliation)
 
     async def _prune(self) -> None:
         now = asyncio.get_running_loop().time()

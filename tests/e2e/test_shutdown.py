@@ -24,6 +24,7 @@ from payments.v1 import resources_pb2 as res
 from server.api.client import payment_stub
 from server.domain.idempotency import Operation, psp_idempotency_key
 from tests.support.chaos import ServeProcess, client_channel, wait_for, worker_resuming_a_charge
+from tests.support.processes import free_port
 from tests.support.requests import charge
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -64,6 +65,7 @@ class HealthWatch:
 
 
 def test_sigterm_drains_in_flight_rpcs_and_refuses_new_ones(database_url: str, tmp_path: Path) -> None:
+    health_port = free_port()  # the plaintext health listener the kubelet's probes use
     sandbox = StripeSandbox().start()
     sandbox.inject("delay", count=IN_FLIGHT, method="POST", path_prefix="/v1/payment_intents",
                    stall_seconds=PSP_DELAY_SECONDS)  # fmt: skip
@@ -73,6 +75,7 @@ def test_sigterm_drains_in_flight_rpcs_and_refuses_new_ones(database_url: str, t
         PAYMENTS_STRIPE_API_BASE=sandbox.url,
         PAYMENTS_STRIPE_API_KEY="sk_test_shutdown",
         PAYMENTS_SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS),
+        PAYMENTS_HEALTH_LISTEN=f"127.0.0.1:{health_port}",
     )
     channel = client_channel(server.target)
     stub = payment_stub(channel)
@@ -99,6 +102,8 @@ def test_sigterm_drains_in_flight_rpcs_and_refuses_new_ones(database_url: str, t
                         is not None, timeout=3), f"health never turned NOT_SERVING: {watch.seen}"  # fmt: skip
         not_serving_after = (watch.first(health_pb2.HealthCheckResponse.NOT_SERVING) or 0) - terminated
         watch.close()
+        with grpc.insecure_channel(f"127.0.0.1:{health_port}") as probe_channel:  # a readiness probe, draining
+            probe = health_pb2_grpc.HealthStub(probe_channel).Check(health_pb2.HealthCheckRequest(), timeout=2).status
 
         # New RPCs are refused while the old ones drain: on the existing channel and on a new one.
         refused: list[grpc.StatusCode | None] = []
@@ -130,6 +135,7 @@ def test_sigterm_drains_in_flight_rpcs_and_refuses_new_ones(database_url: str, t
         f"{finished_after:.2f}s, exit {exit_code} after {exited_after:.2f}s (grace {GRACE_SECONDS}s)"
     )
     assert refused == [grpc.StatusCode.UNAVAILABLE] * 3
+    assert probe == health_pb2.HealthCheckResponse.NOT_SERVING, "readiness must take a draining pod out"
     assert draining, "the new RPCs were refused while the server was still draining"
     assert all(p.status == res.PAYMENT_STATUS_SUCCEEDED for p in payments)
     assert finished_after < GRACE_SECONDS

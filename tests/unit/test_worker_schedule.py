@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from server.app.store import Backlog
 from server.app.worker import BackgroundWorker, WorkerPolicy
 
 POLICY = WorkerPolicy(first_poll_seconds=1.0, max_poll_interval_seconds=300.0, max_return_poll_interval_seconds=3600.0)
@@ -51,6 +52,9 @@ class CountingStore:
 
     async def record_poll(self, target: Any, transition: Any, next_poll_in: float | None) -> bool:
         raise AssertionError("there is nothing to poll")
+
+    async def measure_backlog(self) -> Backlog:
+        return Backlog(0.0, {})
 
 
 async def test_a_wake_up_starts_a_round_at_once_instead_of_after_the_interval() -> None:
