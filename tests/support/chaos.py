@@ -67,9 +67,13 @@ class ServeProcess:
         *,
         port: int | None = None,
         env: Mapping[str, str] | None = None,
+        code: Path = REPO,
         **more_env: str,
     ) -> None:
+        """`code` is the source tree the server runs from: this one, or another release's (its modules
+        are imported first: they come first on the path)."""
         self.port = port or free_port()
+        self.code = code
         self.target = f"127.0.0.1:{self.port}"
         self.log_path = log_path
         self._env = {
@@ -79,6 +83,8 @@ class ServeProcess:
             **(env or {}),
             **more_env,
         }
+        if code != REPO:
+            self._env["PYTHONPATH"] = f"{code}{os.pathsep}{code / 'generated'}"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -88,7 +94,7 @@ class ServeProcess:
             log.write(f"---- start {self.starts + 1}\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "serve"], cwd=REPO, env=self._env,
+                [sys.executable, "-m", "server.cli", "serve"], cwd=self.code, env=self._env,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         self.starts += 1
