@@ -5,6 +5,7 @@ dropped connection and a missed deadline without a second PSP execution, sync an
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
@@ -33,6 +34,7 @@ from payments_client import (
 from payments_client.client import DEFAULT_TARGET
 from tests.support.chaos import FAST_RECONNECT
 from tests.support.harness import ServerHarness
+from tests.support.processes import run_cli
 from tests.support.proxy import CuttingProxy
 from tests.support.telemetry import collector, spans_of, wait_for_spans
 
@@ -208,3 +210,20 @@ def test_default_target_comes_from_the_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("PAYMENTS_TARGET")
     with PaymentsClient() as client:
         assert client.target == DEFAULT_TARGET
+
+
+def test_the_cli_calls_through_the_library(server: ServerHarness) -> None:
+    """`payments charge|events` (server/cli.py) go through payments-client: same JSON, same error lines."""
+    port = server.service.port
+    args = ["charge", "--amount", "1250", "--currency", "EUR", "--payment-method", "pm_card_visa",
+            "--idempotency-key", "cli-lib-1"]  # fmt: skip
+    first = run_cli(*args, port=port)
+    assert first.returncode == 0, first.stderr
+    payment = json.loads(first.stdout)
+    assert json.loads(run_cli(*args, port=port).stdout) == payment
+    reused = run_cli(*[a if a != "1250" else "999" for a in args], port=port)
+    assert reused.returncode == 1
+    assert reused.stderr.startswith("error: FAILED_PRECONDITION IDEMPOTENCY_KEY_REUSED: ")
+    events = run_cli("events", "--after", "0", port=port)
+    assert events.returncode == 0, events.stderr
+    assert payment["id"] in events.stdout
