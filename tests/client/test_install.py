@@ -44,6 +44,13 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
+def test_the_distribution_links_the_generated_code_rather_than_copying_it() -> None:
+    """One copy of the generated code: `make proto` updates what the client ships, and the drift test
+    (tests/unit/test_generated_code.py) covers both."""
+    assert (CLIENT / "src" / "payments").is_symlink()
+    assert (CLIENT / "src" / "payments").resolve() == REPO / "generated" / "payments"
+
+
 def test_installs_without_the_servers_dependencies(fresh: Path) -> None:
     modules = "('payments_client', 'payments.v1', 'asyncpg', 'server')"
     probe = f"import importlib.util as u; print([m for m in {modules} if u.find_spec(m)])"

@@ -31,7 +31,7 @@ from payments_client import (
     RetryPolicy,
     SepaAccount,
 )
-from payments_client.client import DEFAULT_TARGET
+from payments_client._shared import DEFAULT_TARGET
 from tests.support.chaos import FAST_RECONNECT
 from tests.support.harness import ServerHarness
 from tests.support.processes import run_cli

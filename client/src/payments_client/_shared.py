@@ -3,6 +3,7 @@ the result of a mutation. Kept free of I/O so both clients are thin loops around
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,15 @@ from payments_client.credentials import Credentials
 R = TypeVar("R")
 
 REPLAYED_HEADER = "idempotent-replayed"
+DEFAULT_TARGET = "127.0.0.1:50051"  # `make serve`
+DEFAULT_TIMEOUT = 30.0  # seconds for one logical call, every retry included
+
+
+def resolve_target(target: str | None) -> str:
+    """The explicit target, else $PAYMENTS_TARGET (as the CLI reads it), else the local default."""
+    return target or os.environ.get("PAYMENTS_TARGET") or DEFAULT_TARGET
+
+
 TRACER = trace.get_tracer("payments_client")
 
 

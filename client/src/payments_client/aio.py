@@ -6,7 +6,6 @@ same retries, same typed errors, awaited. Create it inside the event loop that u
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import TracebackType
 from typing import TypeVar
@@ -27,9 +26,6 @@ from payments_client.retry import Deadline, RetryPolicy
 _Req = TypeVar("_Req", bound=Message)
 _Resp = TypeVar("_Resp", bound=Message)
 
-DEFAULT_TARGET = "127.0.0.1:50051"
-DEFAULT_TIMEOUT = 30.0
-
 
 class PaymentsClient:
     """An asyncio client of payments.v1.PaymentService. Use it as an async context manager, or await `close()`.
@@ -45,11 +41,11 @@ class PaymentsClient:
         target: str | None = None,
         *,
         credentials: Credentials | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        timeout: float | None = _shared.DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         options: Sequence[tuple[str, str | int]] = (),
     ) -> None:
-        self.target = target or os.environ.get("PAYMENTS_TARGET") or DEFAULT_TARGET
+        self.target = _shared.resolve_target(target)
         self._credentials = credentials or Credentials()
         self._timeout = timeout
         self._retry = retry or RetryPolicy()

@@ -11,7 +11,6 @@ a mutation with its key). payments_client.aio mirrors this module method for met
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Generator, Mapping, Sequence
 from types import TracebackType
@@ -33,9 +32,6 @@ from payments_client.retry import Deadline, RetryPolicy
 _Req = TypeVar("_Req", bound=Message)
 _Resp = TypeVar("_Resp", bound=Message)
 
-DEFAULT_TARGET = "127.0.0.1:50051"
-DEFAULT_TIMEOUT = 30.0
-
 
 class PaymentsClient:
     """A client of payments.v1.PaymentService. Use it as a context manager, or call `close()`.
@@ -51,11 +47,11 @@ class PaymentsClient:
         target: str | None = None,
         *,
         credentials: Credentials | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        timeout: float | None = _shared.DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         options: Sequence[tuple[str, str | int]] = (),
     ) -> None:
-        self.target = target or os.environ.get("PAYMENTS_TARGET") or DEFAULT_TARGET
+        self.target = _shared.resolve_target(target)
         self._credentials = credentials or Credentials()
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
