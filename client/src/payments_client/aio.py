@@ -199,7 +199,7 @@ class PaymentsClient:
         self, *, after_event_id: str = "", types: Sequence[str] = ()
     ) -> AsyncGenerator[res.Event, None]:
         """The caller's events as they happen, without end. A dropped stream is reopened after the last event
-        yielded (UNAVAILABLE/ABORTED, with backoff; the attempts count restarts with each event). Start with
+        yielded (UNAVAILABLE/ABORTED, with backoff; the attempts count restarts with each message). Start with
         `after_event_id` = the last id you handled ("0": the oldest retained) so that nothing is missed:
         with "" the feed starts from now, and events before the first one yielded are not replayed."""
         last, failures = after_event_id, 0

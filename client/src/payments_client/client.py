@@ -2,8 +2,9 @@
 
 Every method is one logical call: a mutation gets an idempotency key (generated unless given), and every
 attempt of it sends that key, so a retry after a lost answer can never charge twice. Attempts are retried
-on UNAVAILABLE and ABORTED only (payments_client.retry), within one deadline for the whole call; a
-failure is raised as the typed exception of its ErrorInfo reason (payments_client.errors).
+on UNAVAILABLE and ABORTED (and when an attempt's own timeout cut it) only, as payments_client.retry
+decides, within one deadline for the whole call; a failure is raised as the typed exception of its
+ErrorInfo reason (payments_client.errors).
 
 A new RPC is one small method: build its request, then `self._unary(self._stub.TheRpc, request, ...)` (for
 a mutation with its key). payments_client.aio mirrors this module method for method.
@@ -199,7 +200,7 @@ class PaymentsClient:
 
     def watch_events(self, *, after_event_id: str = "", types: Sequence[str] = ()) -> Generator[res.Event, None, None]:
         """The caller's events as they happen, without end. A dropped stream is reopened after the last event
-        yielded (UNAVAILABLE/ABORTED, with backoff; the attempts count restarts with each event). Start with
+        yielded (UNAVAILABLE/ABORTED, with backoff; the attempts count restarts with each message). Start with
         `after_event_id` = the last id you handled ("0": the oldest retained) so that nothing is missed:
         with "" the feed starts from now, and events before the first one yielded are not replayed."""
         last, failures = after_event_id, 0
