@@ -32,7 +32,7 @@ from payments_client import (
     SepaAccount,
 )
 from payments_client._shared import DEFAULT_TARGET
-from tests.support.chaos import FAST_RECONNECT
+from tests.support.chaos import FAST_RECONNECT, wait_for
 from tests.support.harness import ServerHarness
 from tests.support.processes import run_cli
 from tests.support.proxy import CuttingProxy
@@ -111,9 +111,7 @@ def test_a_dropped_connection_is_retried_with_the_same_key(server: ServerHarness
         with PaymentsClient(proxy.target, timeout=15, retry=retry, options=FAST_RECONNECT) as client:
             caller = threading.Thread(target=lambda: outcome.append(client.charge(EUR_12_50, "pm_card_visa")))
             caller.start()
-            deadline = threading.Event()
-            while server.sandbox.total_calls() == 0 and not deadline.wait(0.01):
-                pass
+            assert wait_for(lambda: server.sandbox.total_calls() > 0, timeout=10), "the charge reached the PSP"
             proxy.cut()
             caller.join(timeout=30)
     finally:
