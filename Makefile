@@ -6,11 +6,11 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: serve test test-stripe-live bench bench-growth lint typecheck buflint proto sandbox clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./client -e '.[dev]'
 	@touch $(STAMP)
 
 serve: $(STAMP)

@@ -15,15 +15,15 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
-from server.api.client import PaymentStub, payment_stub
+from payments_client import Credentials, CredentialsError, PaymentsClient, PaymentsError
+from payments_client.credentials import sync_channel
+from payments_client.errors import error_from_rpc
 from server.config import ConfigError, Settings
 from server.domain.ids import IdKind, MalformedId, kind_of
-from server.security.tls import channel_credentials, is_loopback, listen_host
+from server.security.tls import is_loopback, listen_host
 
 
 def _metadata_pairs(items: Sequence[str]) -> dict[str, str]:
@@ -46,28 +46,12 @@ def _print_resource(message: Message) -> None:
     )
 
 
-def _describe_error(error: grpc.RpcError) -> str:
-    code = error.code().name if isinstance(error, grpc.Call) else "UNKNOWN"
-    status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
-    message = error.details() if isinstance(error, grpc.Call) else str(error)
-    lines: list[str] = []
-    reason = ""
-    if status is not None:
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason = info.reason
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                lines += [f"  - {v.field}: {v.description}" for v in bad.field_violations]
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                retry = error_details_pb2.RetryInfo()
-                detail.Unpack(retry)
-                lines.append(f"  retry after {retry.retry_delay.ToTimedelta().total_seconds():.2f}s")
-    head = f"error: {code}" + (f" {reason}" if reason else "") + f": {message}"
-    return "\n".join([head, *lines])
+def _describe_error(error: PaymentsError) -> str:
+    """`error: CODE REASON: message`, then the field violations and the server's retry delay."""
+    lines = [f"error: {error}"]
+    if error.retry_delay is not None:
+        lines.append(f"  retry after {error.retry_delay:.2f}s")
+    return "\n".join(lines)
 
 
 def _target(args: argparse.Namespace) -> str:
@@ -81,47 +65,28 @@ def _option(args: argparse.Namespace, name: str, env: str) -> str | None:
     return str(value) if value else (os.environ.get(env) or None)
 
 
-def _path_option(args: argparse.Namespace, name: str, env: str) -> Path | None:
-    value = _option(args, name, env)
-    return Path(value) if value else None
-
-
-def _secure(args: argparse.Namespace) -> bool:
-    return bool(args.tls) or any(
-        _option(args, name, env)
-        for name, env in (("ca", "PAYMENTS_TLS_CA"), ("cert", "PAYMENTS_CLIENT_CERT"), ("key", "PAYMENTS_CLIENT_KEY"))
-    )
-
-
-def _channel(args: argparse.Namespace) -> grpc.Channel:
-    """TLS when a CA, a client certificate or --tls is given (mutual TLS with --cert/--key), else plaintext."""
-    target = _target(args)
-    if not _secure(args):
-        return grpc.insecure_channel(target)
-    ca = _path_option(args, "ca", "PAYMENTS_TLS_CA")
-    cert = _path_option(args, "cert", "PAYMENTS_CLIENT_CERT")
-    key = _path_option(args, "key", "PAYMENTS_CLIENT_KEY")
-    credentials = channel_credentials(ca, cert, key)
-    options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
-    return grpc.secure_channel(target, credentials, options=options)
-
-
-def _token(args: argparse.Namespace) -> str | None:
-    if args.token_file:
-        try:
-            return Path(args.token_file).read_text().strip() or None
-        except OSError as exc:
-            raise ConfigError(f"--token-file {args.token_file!r} cannot be read: {exc.strerror}") from None
-    return _option(args, "token", "PAYMENTS_TOKEN")
-
-
-def _call_metadata(args: argparse.Namespace, secure: bool) -> tuple[tuple[str, str], ...]:
-    token = _token(args)
-    if token is None:
-        return ()
-    if not secure and not is_loopback(listen_host(_target(args))):
+def _credentials(args: argparse.Namespace) -> Credentials:
+    """TLS when a CA, a client certificate or --tls is given (mutual TLS with --cert/--key), else plaintext;
+    the bearer token from --token-file, --token or $PAYMENTS_TOKEN. Warns before a token leaves in plaintext."""
+    credentials = Credentials.from_files(
+        ca=_option(args, "ca", "PAYMENTS_TLS_CA"), cert=_option(args, "cert", "PAYMENTS_CLIENT_CERT"),
+        key=_option(args, "key", "PAYMENTS_CLIENT_KEY"), token=_option(args, "token", "PAYMENTS_TOKEN"),
+        token_file=args.token_file or None, tls=bool(args.tls), server_name=args.server_name or None,
+    )  # fmt: skip
+    if credentials.token and not credentials.secure and not is_loopback(listen_host(_target(args))):
         print("warning: sending the bearer token without TLS (use --ca or --tls)", file=sys.stderr)
-    return (("authorization", f"Bearer {token}"),)
+    return credentials
+
+
+def _client(args: argparse.Namespace) -> PaymentsClient:
+    """The payments-client library, with the connection options of `args`; exits 2 on unusable ones. It
+    retries UNAVAILABLE and ABORTED with the same idempotency key within --timeout."""
+    try:
+        credentials = _credentials(args)
+    except CredentialsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return PaymentsClient(_target(args), credentials=credentials, timeout=args.timeout)
 
 
 _Stub = TypeVar("_Stub")
@@ -135,33 +100,30 @@ def _invoke(
     rpc: Callable[[_Stub], grpc.UnaryUnaryMultiCallable[_Req, _Resp]],
     request: _Req,
 ) -> _Resp | None:
-    """Calls `rpc` of the stub with the connection options of `args` (e.g. `payment_stub, lambda s: s.Charge`,
-    typed by the generated stubs); prints the error and returns None on failure."""
+    """One call of a service the client library does not cover (the operators' AdminService), over a channel
+    built by the library from the options of `args`; prints the error and returns None on failure."""
     try:
-        metadata = _call_metadata(args, secure=_secure(args))
-        channel = _channel(args)
-    except ConfigError as exc:
+        credentials = _credentials(args)
+    except CredentialsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    with channel:
+    with sync_channel(_target(args), credentials, []) as channel:
         try:
-            response = rpc(stub(channel))(request, timeout=args.timeout, metadata=metadata)
+            response = rpc(stub(channel))(request, timeout=args.timeout, metadata=credentials.call_metadata())
         except grpc.RpcError as error:
-            print(_describe_error(error), file=sys.stderr)
+            print(_describe_error(error_from_rpc(error)), file=sys.stderr)
             return None
     return response
 
 
-def _call(
-    args: argparse.Namespace,
-    rpc: Callable[[PaymentStub], grpc.UnaryUnaryMultiCallable[_Req, _Resp]],
-    request: _Req,
-    field: str,
-) -> int:
-    response = _invoke(args, payment_stub, rpc, request)
-    if response is None:
-        return 1
-    _print_resource(getattr(response, field))
+def _run(args: argparse.Namespace, call: Callable[[PaymentsClient], Message]) -> int:
+    """Runs `call` with the library client of `args` and prints what it returns as JSON; 1 on an error."""
+    with _client(args) as client:
+        try:
+            _print_resource(call(client))
+        except PaymentsError as error:
+            print(_describe_error(error), file=sys.stderr)
+            return 1
     return 0
 
 
@@ -169,54 +131,47 @@ def _money(args: argparse.Namespace) -> res.Money:
     return res.Money(amount_minor=args.amount, currency=args.currency.upper())
 
 
+def _optional_money(args: argparse.Namespace) -> res.Money | None:
+    return _money(args) if args.amount is not None else None
+
+
 def cmd_charge(args: argparse.Namespace) -> int:
-    request = svc.ChargeRequest(
-        idempotency_key=args.idempotency_key, amount=_money(args), payment_method=args.payment_method,
-        customer_id=args.customer_id, description=args.description, metadata=_metadata_pairs(args.metadata),
-        return_url=args.return_url,
-        capture_method=res.CAPTURE_METHOD_MANUAL if args.capture_method == "manual" else res.CAPTURE_METHOD_UNSPECIFIED,
-    )  # fmt: skip
-    return _call(args, lambda stub: stub.Charge, request, "payment")
+    method = res.CAPTURE_METHOD_MANUAL if args.capture_method == "manual" else res.CAPTURE_METHOD_UNSPECIFIED
+    return _run(args, lambda client: client.charge(
+        _money(args), args.payment_method, customer_id=args.customer_id, description=args.description,
+        metadata=_metadata_pairs(args.metadata), capture_method=method, return_url=args.return_url,
+        idempotency_key=args.idempotency_key,
+    ).resource)  # fmt: skip
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    request = svc.CapturePaymentRequest(idempotency_key=args.idempotency_key, payment_id=args.payment_id)
-    if args.amount is not None:
-        request.amount.CopyFrom(_money(args))
-    if args.not_final:
-        request.final_capture = False
-    return _call(args, lambda stub: stub.CapturePayment, request, "payment")
+    return _run(args, lambda client: client.capture_payment(
+        args.payment_id, _optional_money(args), final_capture=False if args.not_final else None,
+        idempotency_key=args.idempotency_key,
+    ).resource)  # fmt: skip
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    request = svc.CancelPaymentRequest(idempotency_key=args.idempotency_key, payment_id=args.payment_id,
-                                       reason=args.reason)  # fmt: skip
-    return _call(args, lambda stub: stub.CancelPayment, request, "payment")
+    return _run(args, lambda client: client.cancel_payment(
+        args.payment_id, reason=args.reason, idempotency_key=args.idempotency_key
+    ).resource)  # fmt: skip
 
 
 def cmd_refund(args: argparse.Namespace) -> int:
-    request = svc.RefundRequest(idempotency_key=args.idempotency_key, payment_id=args.payment_id, reason=args.reason)
-    if args.amount is not None:
-        request.amount.CopyFrom(_money(args))
-    return _call(args, lambda stub: stub.Refund, request, "refund")
+    return _run(args, lambda client: client.refund(
+        args.payment_id, _optional_money(args), reason=args.reason, idempotency_key=args.idempotency_key
+    ).resource)  # fmt: skip
 
 
 def cmd_payout(args: argparse.Namespace) -> int:
-    request = svc.PayoutRequest(
-        idempotency_key=args.idempotency_key,
-        amount=_money(args),
-        instant=args.instant,
-        reference=args.reference,
-    )
-    if args.stripe_account:
-        request.stripe_account_id = args.stripe_account
-    else:
-        request.sepa_account.CopyFrom(res.SepaAccount(
-            iban=args.iban or "", bic=args.bic, name=args.name,
-            address=res.PostalAddress(country=args.country, town=args.town, street=args.street,
-                                      postcode=args.postcode),
-        ))  # fmt: skip
-    return _call(args, lambda stub: stub.Payout, request, "payout")
+    sepa = None if args.stripe_account else res.SepaAccount(
+        iban=args.iban or "", bic=args.bic, name=args.name,
+        address=res.PostalAddress(country=args.country, town=args.town, street=args.street, postcode=args.postcode),
+    )  # fmt: skip
+    return _run(args, lambda client: client.payout(
+        _money(args), sepa_account=sepa, stripe_account_id=args.stripe_account or None, instant=args.instant,
+        reference=args.reference, idempotency_key=args.idempotency_key,
+    ).resource)  # fmt: skip
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -226,39 +181,36 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if kind is IdKind.PAYMENT:
-        return _call(args, lambda stub: stub.GetPayment, svc.GetPaymentRequest(id=args.id), "payment")
+        return _run(args, lambda client: client.get_payment(args.id))
     if kind is IdKind.REFUND:
-        return _call(args, lambda stub: stub.GetRefund, svc.GetRefundRequest(id=args.id), "refund")
-    return _call(args, lambda stub: stub.GetPayout, svc.GetPayoutRequest(id=args.id), "payout")
+        return _run(args, lambda client: client.get_refund(args.id))
+    return _run(args, lambda client: client.get_payout(args.id))
 
 
-def _list_payments(args: argparse.Namespace, status: str) -> Message | None:
-    request = svc.ListPaymentsRequest(
+def _list_payments(args: argparse.Namespace, status: str) -> int:
+    return _run(args, lambda client: client.list_payments(
         page_size=args.page_size, page_token=args.page_token, status=res.PaymentStatus.Value(status),
         customer_id=args.customer_id,
-    )  # fmt: skip
-    return _invoke(args, payment_stub, lambda stub: stub.ListPayments, request)
+    ))  # fmt: skip
 
 
-def _list_refunds(args: argparse.Namespace, status: str) -> Message | None:
-    request = svc.ListRefundsRequest(
+def _list_refunds(args: argparse.Namespace, status: str) -> int:
+    return _run(args, lambda client: client.list_refunds(
         page_size=args.page_size, page_token=args.page_token, status=res.RefundStatus.Value(status),
         payment_id=args.payment,
-    )  # fmt: skip
-    return _invoke(args, payment_stub, lambda stub: stub.ListRefunds, request)
+    ))  # fmt: skip
 
 
-def _list_payouts(args: argparse.Namespace, status: str) -> Message | None:
-    request = svc.ListPayoutsRequest(
+def _list_payouts(args: argparse.Namespace, status: str) -> int:
+    return _run(args, lambda client: client.list_payouts(
         page_size=args.page_size, page_token=args.page_token, status=res.PayoutStatus.Value(status),
         destination_type=svc.PayoutDestinationType.Value(_DESTINATIONS[args.destination]),
-    )  # fmt: skip
-    return _invoke(args, payment_stub, lambda stub: stub.ListPayouts, request)
+    ))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class _Listing:
-    call: Callable[[argparse.Namespace, str], Message | None]  # with the status filter's proto name
+    call: Callable[[argparse.Namespace, str], int]  # with the status filter's proto name; the exit code
     status_prefix: str
     status_names: list[str]  # the proto names, UNSPECIFIED first
     only_flag: str  # the argument only this listing takes
@@ -291,42 +243,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     if status not in listing.status_names:
         print(f"error: --status of {args.resource} is one of {', '.join(listing.statuses())}", file=sys.stderr)
         return 2
-    response = listing.call(args, status)
-    if response is None:
-        return 1
-    _print_resource(response)
-    return 0
+    return listing.call(args, status)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
     """The caller's events as JSON lines: those visible now (after --after), or with --follow a stream
-    that goes on until interrupted, resuming from the last printed id if the connection drops."""
-    try:
-        metadata = _call_metadata(args, secure=_secure(args))
-        channel = _channel(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    that goes on until interrupted, resuming from the last printed id if the connection drops (the
+    library reopens it)."""
     last = args.after
-    with channel:
-        stub = payment_stub(channel)
+    with _client(args) as client:
         try:
             if not args.follow:
                 token = ""
                 while True:
-                    page = stub.ListEvents(svc.ListEventsRequest(page_token=token, types=args.type, page_size=500),
-                                           timeout=args.timeout, metadata=metadata)  # fmt: skip
+                    page = client.list_events(page_token=token, types=args.type, page_size=500)
                     for event in page.events:
                         if not last or last == "0" or _after(event.id, last):
                             _print_line(event)
                     token = page.next_page_token
                     if not token:
                         return 0
-            request = svc.WatchEventsRequest(after_event_id=last or "", types=args.type)
-            for message in stub.WatchEvents(request, metadata=metadata):
-                if message.WhichOneof("kind") == "event":
-                    _print_line(message.event)
-        except grpc.RpcError as error:
+            for event in client.watch_events(after_event_id=last or "", types=args.type):
+                _print_line(event)
+        except PaymentsError as error:
             print(_describe_error(error), file=sys.stderr)
             return 1
         except KeyboardInterrupt:
