@@ -1,4 +1,4 @@
-"""The image's install (`pip install .`, deploy/Dockerfile) ships every module the tests run.
+"""The image's install (`pip install ./client .`, deploy/Dockerfile) ships every module the tests run.
 
 The tests run on the Makefile's editable install, which imports straight from the source tree; the
 image installs a wheel, which holds only what pyproject.toml's package list and package data name. A
@@ -41,16 +41,19 @@ def test_the_wheel_built_from_the_copied_sources_holds_every_module_and_migratio
             shutil.copy2(REPO / path, source / path)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path),
-         str(source)],
+         str(source / "client"), str(source)],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
-    (wheel,) = tmp_path.glob("payments_service-*.whl")
-    shipped = set(zipfile.ZipFile(wheel).namelist())
+    (service,) = tmp_path.glob("payments_service-*.whl")
+    (client,) = tmp_path.glob("payments_client-*.whl")
+    shipped = set(zipfile.ZipFile(service).namelist()) | set(zipfile.ZipFile(client).namelist())
     packages = [path for path in copied if (REPO / path).is_dir()]
     needed = {
-        path.removeprefix("generated/")  # generated/payments is installed as the package payments
+        # generated/payments is installed as the package payments (by the client library, whose
+        # client/src/payments links to it), client/src/payments_client as payments_client.
+        path.removeprefix("generated/").removeprefix("client/src/")
         for path in _tracked(*packages)
-        if path.endswith((".py", ".sql")) and "/tests/" not in path
+        if path.endswith((".py", ".sql")) and "/tests/" not in path and not path.startswith("client/examples/")
     }
     assert len(needed) > 100
     assert not needed - shipped, f"missing from the image: {sorted(needed - shipped)}"

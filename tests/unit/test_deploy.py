@@ -273,16 +273,17 @@ def _normalized(command: str, python: str, venv: str) -> list[str]:
 
 
 def test_the_dockerfile_installs_as_the_makefile_does() -> None:
-    """Same steps, same order, same pip flags; the only difference is the install target: the image
-    installs the project itself (`.`), the Makefile an editable install with the dev extra."""
+    """Same steps, same order, same pip flags, the same distributions (the client library, then the
+    project); the only difference: the image installs them as they are (`./client .`), the Makefile
+    editable and with the dev extra."""
     make = [_normalized(c.replace("$(BIN)", "$(VENV)/bin"), "$(PYTHON)", "$(VENV)") for c in _makefile_install()]
     build, _runtime = _dockerfile_stages()
     runs = [argument for instruction, argument in build if instruction == "RUN"]
     image = [_normalized(run, "python", "/opt/venv") for run in runs if "compileall" not in run]
-    assert make[-1][-2:] == ["-e", ".[dev]"]
-    assert image[-1][-1] == "."
+    assert make[-1][-4:] == ["-e", "./client", "-e", ".[dev]"]
+    assert image[-1][-2:] == ["./client", "."]
     assert image[:-1] == make[:-1]
-    assert image[-1][:-1] == make[-1][:-2]
+    assert image[-1] == [*[token for token in make[-1] if token != "-e"][:-1], "."]
 
 
 def test_the_image_runs_payments_serve_as_the_manifests_expect(rendered: list[Doc]) -> None:
@@ -303,5 +304,6 @@ def test_the_image_copies_every_package_pyproject_installs() -> None:
     copied = {argument.split()[0] for instruction, argument in _dockerfile_stages()[0] if instruction == "COPY"}
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     roots = {package.split(".")[0] for package in setuptools["packages"]}
-    sources = {setuptools["package-dir"].get(root, root).split("/")[0] for root in roots}
-    assert sources | {"pyproject.toml"} == copied
+    sources = {setuptools.get("package-dir", {}).get(root, root).split("/")[0] for root in roots}
+    # The generated code ships in the client library (client/src/payments links to generated/payments).
+    assert sources | {"pyproject.toml", "client", "generated"} == copied
