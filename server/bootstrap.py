@@ -282,9 +282,11 @@ class Service:
         self._closed = True
         self._worker_stop.set()
         grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
-        # Stop serving at once (health NOT_SERVING, no new RPCs); the worker's running jobs get the configured
-        # shutdown grace (PAYMENTS_SHUTDOWN_GRACE_SECONDS) to finish.
-        stopping: list[Awaitable[None]] = [self.server.stop(grace)]
+        drain = self.settings.shutdown_drain_seconds if grace_seconds is None else 0.0
+        # Health NOT_SERVING at once; new RPCs are taken for the drain period (PAYMENTS_SHUTDOWN_DRAIN_SECONDS),
+        # then refused; the calls in flight and the worker's running jobs get the configured shutdown grace
+        # (PAYMENTS_SHUTDOWN_GRACE_SECONDS) to finish.
+        stopping: list[Awaitable[None]] = [self.server.stop(grace, drain)]
         if self.webhooks is not None:
             stopping.append(self.webhooks.stop())
         if self._worker_task is not None:

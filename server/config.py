@@ -103,6 +103,9 @@ class Settings:
     allow_insecure_listen: bool = False
     db_pool_size: int = 20
     shutdown_grace_seconds: float = 10.0
+    # After SIGTERM, how long health says NOT_SERVING while the server still serves, before it stops
+    # accepting: clients with health checking (payments_client.balanced) move to other replicas meanwhile.
+    shutdown_drain_seconds: float = 0.0
     psp_budget_seconds: float = 20.0
     reply_retention_days: int = 30
     event_retention_days: int = 30  # outbox events (the event feed, Debezium) are deleted after this long
@@ -161,6 +164,7 @@ class Settings:
             allow_insecure_listen=_flag(env, "PAYMENTS_ALLOW_INSECURE_LISTEN"),
             db_pool_size=_int(env, "PAYMENTS_DB_POOL_SIZE", cls.db_pool_size),
             shutdown_grace_seconds=_float(env, "PAYMENTS_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
+            shutdown_drain_seconds=_float(env, "PAYMENTS_SHUTDOWN_DRAIN_SECONDS", cls.shutdown_drain_seconds),
             psp_budget_seconds=_float(env, "PAYMENTS_PSP_BUDGET_SECONDS", cls.psp_budget_seconds),
             reply_retention_days=_int(env, "PAYMENTS_REPLY_RETENTION_DAYS", cls.reply_retention_days),
             event_retention_days=_int(env, "PAYMENTS_EVENT_RETENTION_DAYS", cls.event_retention_days),
@@ -204,6 +208,8 @@ class Settings:
             raise ConfigError("PAYMENTS_TLS_CLIENT_CA (mutual TLS) needs PAYMENTS_TLS_CERT and PAYMENTS_TLS_KEY")
         if self.bank_api_base and not self.bank_api_token:
             raise ConfigError("PAYMENTS_BANK_API_BASE needs PAYMENTS_BANK_API_TOKEN")
+        if not 0 <= self.shutdown_drain_seconds <= 60:
+            raise ConfigError("PAYMENTS_SHUTDOWN_DRAIN_SECONDS must be between 0 and 60")
         if self.db_pool_size < 1:
             raise ConfigError("PAYMENTS_DB_POOL_SIZE must be at least 1")
         if self.event_retention_days < 1:

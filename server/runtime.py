@@ -7,6 +7,7 @@ accepting new RPCs, and in-flight RPCs get the grace period to finish; so do web
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from typing import Any, TypeAlias
@@ -105,8 +106,14 @@ class GrpcServer:
         for service in ("", *self._services):
             await self.health.set(service, status)
 
-    async def stop(self, grace_seconds: float) -> None:
+    async def stop(self, grace_seconds: float, drain_seconds: float = 0.0) -> None:
+        """Health turns NOT_SERVING at once; the server keeps serving for `drain_seconds`, while clients
+        that watch health move to other replicas (a call that reaches a stopping gRPC server before any
+        handler took it fails with CANCELLED: grpc/grpc#41785), then accepts nothing new and gives the
+        calls in flight `grace_seconds`."""
         await self._set_serving(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if drain_seconds > 0:
+            await asyncio.sleep(drain_seconds)
         await self._server.stop(grace_seconds)
         if self._health_server is not None:
             await self._health_server.stop(0)

@@ -14,9 +14,10 @@ def top() -> float:
     return 0.999999
 
 
-def test_only_unavailable_aborted_and_an_attempts_own_timeout_are_retried() -> None:
-    assert frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}) == RETRYABLE_CODES
-    retried = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED}
+def test_only_unavailable_aborted_cancelled_and_an_attempts_own_timeout_are_retried() -> None:
+    codes = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED})
+    assert codes == RETRYABLE_CODES
+    retried = {*RETRYABLE_CODES, grpc.StatusCode.DEADLINE_EXCEEDED}
     for code in grpc.StatusCode:
         delay = POLICY.next_delay(attempts=1, code=code, retry_delay=None, remaining=5.0, draw=top)
         assert (delay is not None) == (code in retried), code

@@ -10,7 +10,8 @@ different replicas. Mid-run one replica is SIGKILLed for good, and another is SI
 Afterwards: one PSP execution per key; every result a caller was given is what PostgreSQL holds; the
 copies of a duplicated call got the same resource; nothing is left in progress (the surviving workers
 took over what the killed replica had started); and the callers saw no error beyond those a retry on
-the same key absorbs.
+the same key absorbs: they call through the client library (payments_client, with `balanced()`), whose
+retries must absorb every failover.
 """
 
 from __future__ import annotations
@@ -24,26 +25,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from adapters.sandboxes.stripe_objects import CREATE_PAYMENT_INTENT, CREATE_REFUND, CREATE_TRANSFER
 from adapters.sandboxes.stripe_sandbox import StripeSandbox
-from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
-from server.api.client import PaymentStub, payment_stub
+from payments_client import Money, PaymentsClient, Result, balanced
 from server.domain.idempotency import Operation, psp_idempotency_key
 from tests.support.chaos import (
-    CRASH_RETRYABLE,
     FAST_RECONNECT,
     ServeProcess,
     in_progress,
     rows_by_key,
     unfinished_keys,
-    until_final,
     wait_for,
 )
-from tests.support.requests import charge, refund
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")]
 
@@ -68,15 +64,11 @@ PSP_OPERATIONS = {
 }
 
 
-def balanced_channel(servers: list[ServeProcess]) -> grpc.Channel:
-    """One name for the replicas, as a client of a headless Service resolves it: every address, and
-    round_robin over the ones that answer."""
+def balanced_client(servers: list[ServeProcess]) -> PaymentsClient:
+    """The client library over one name for the replicas, as a caller of a headless Service would use
+    it: every address, round_robin over the healthy ones (payments_client.balanced), its own retries."""
     addresses = ",".join(server.target for server in servers)
-    return grpc.insecure_channel(f"ipv4:{addresses}", options=[*FAST_RECONNECT, ("grpc.lb_policy_name", "round_robin")])
-
-
-def resource_of(kind: str, reply: Any) -> Any:
-    return getattr(reply, {"charge": "payment", "refund": "refund", "payout": "payout"}[kind])
+    return PaymentsClient(f"ipv4:{addresses}", options=[*FAST_RECONNECT, *balanced()], timeout=60)
 
 
 def test_three_replicas_behind_round_robin_execute_every_operation_once(database_url: str, tmp_path: Path) -> None:
@@ -84,51 +76,56 @@ def test_three_replicas_behind_round_robin_execute_every_operation_once(database
     settings = {
         "PAYMENTS_STRIPE_API_BASE": sandbox.url, "PAYMENTS_STRIPE_API_KEY": "sk_test_replicas",
         "PAYMENTS_PSP_BUDGET_SECONDS": "2", "PAYMENTS_RECOVERY_IDLE_SECONDS": "0.5",
-        "PAYMENTS_SHUTDOWN_GRACE_SECONDS": "5",
+        "PAYMENTS_SHUTDOWN_GRACE_SECONDS": "5", "PAYMENTS_SHUTDOWN_DRAIN_SECONDS": "1",
     }  # fmt: skip
     servers = [ServeProcess(database_url, tmp_path / f"replica-{n}.log", env=settings) for n in range(REPLICAS)]
-    channels = [balanced_channel(servers), balanced_channel(servers)]
-    first, second = (payment_stub(channel) for channel in channels)
+    first, second = balanced_client(servers), balanced_client(servers)
     numbers = itertools.count()
     paid: list[str] = []  # succeeded payments, for the refunds
     answers: dict[str, tuple[str, str, str]] = {}  # key -> (kind, resource id, status name)
     copies: dict[str, tuple[str, str]] = {}  # key -> (resource id, status name) of the duplicate copy
-    errors: Counter[str] = Counter()
+    retries: Counter[str] = Counter()  # attempts beyond the first, per kind: what the library absorbed
     failures: list[BaseException] = []
     answered = 0
     lock = threading.Lock()
 
-    def plan(n: int) -> tuple[str, str, Callable[[PaymentStub], Any]]:
+    def plan(n: int) -> tuple[str, str, Callable[[PaymentsClient], Result[Any]]]:
         """Operation n: six charges, two refunds and two payouts in every ten."""
         slot = n % 10
         with lock:
             payment = paid[n % len(paid)] if paid else None
         if slot in (6, 7) and payment is not None:
             key = f"rep-refund-{n}"
-            request: Any = refund(key, payment, 10)
-            return "refund", key, lambda stub: stub.Refund(request, timeout=5)
+            ten = Money(amount_minor=10, currency="EUR")
+            return "refund", key, lambda c: c.refund(payment, ten, idempotency_key=key)
         if slot in (8, 9):
             key = f"rep-payout-{n}"
-            amount = res.Money(amount_minor=2000 + n, currency="EUR")
-            request = svc.PayoutRequest(
-                idempotency_key=key, amount=amount, stripe_account_id=f"acct_seller{n % 17}", reference="Replica payout"
+            amount = Money(amount_minor=2000 + n, currency="EUR")
+            return (
+                "payout",
+                key,
+                lambda c: c.payout(
+                    amount, stripe_account_id=f"acct_seller{n % 17}", reference="Replica payout", idempotency_key=key
+                ),
             )
-            return "payout", key, lambda stub: stub.Payout(request, timeout=5)
         key = f"rep-charge-{n}"
-        request = charge(key, amount=1000 + n)
-        return "charge", key, lambda stub: stub.Charge(request, timeout=5)
+        amount = Money(amount_minor=1000 + n, currency="EUR")
+        return "charge", key, lambda c: c.charge(amount, "pm_card_visa", idempotency_key=key)
 
-    def send(kind: str, key: str, call: Callable[[PaymentStub], Any], stub: PaymentStub) -> tuple[str, str]:
-        reply, attempts = until_final(
-            lambda: call(stub), allowed=CRASH_RETRYABLE, is_final=lambda r: resource_of(kind, r).status in FINAL[kind],
-            budget_seconds=60, what=key,
-        )  # fmt: skip
-        with lock:
-            errors.update(attempts.errors)
-        resource = resource_of(kind, reply)
-        return resource.id, STATUS_NAMES[kind].Name(resource.status)
+    def send(
+        kind: str, key: str, call: Callable[[PaymentsClient], Result[Any]], client: PaymentsClient
+    ) -> tuple[str, str]:
+        """The caller's side: one library call; asked again (same key) only if the answer is not final."""
+        deadline = time.monotonic() + 60
+        while True:
+            result = call(client)
+            with lock:
+                retries[kind] += result.attempts - 1
+            if result.resource.status in FINAL[kind] or time.monotonic() > deadline:
+                return result.resource.id, STATUS_NAMES[kind].Name(result.resource.status)
+            time.sleep(0.2)
 
-    def duplicate(kind: str, key: str, call: Callable[[PaymentStub], Any]) -> None:
+    def duplicate(kind: str, key: str, call: Callable[[PaymentsClient], Result[Any]]) -> None:
         try:
             answer = send(kind, key, call, second)
         except BaseException as exc:
@@ -184,8 +181,8 @@ def test_three_replicas_behind_round_robin_execute_every_operation_once(database
         exits = [servers[1].terminate(), servers[2].terminate()]
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-        for channel in channels:
-            channel.close()
+        first.close()
+        second.close()
         for server in servers:
             server.close()
         sandbox.stop()
@@ -197,7 +194,7 @@ def test_three_replicas_behind_round_robin_execute_every_operation_once(database
     )
     print(
         f"\nreplicas: {REPLICAS} served {len(answers)} operations {dict(kinds)} in {elapsed:.1f}s,"
-        f" {len(copies)} of them sent twice; errors the callers' retries absorbed: {dict(errors)}"
+        f" {len(copies)} of them sent twice; attempts the client library retried: {dict(retries)}"
     )
     assert drained == 0, servers[1].log_tail()
     assert exits == [0, 0], [server.log_tail() for server in servers]

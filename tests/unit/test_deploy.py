@@ -156,7 +156,7 @@ def _port(address: str) -> int:
 
 def test_the_termination_grace_outlasts_the_shutdown_grace(rendered: list[Doc]) -> None:
     pod, container = _server(rendered)
-    shutdown_grace = _settings(rendered).shutdown_grace_seconds
+    shutdown_grace = _settings(rendered).shutdown_grace_seconds + _settings(rendered).shutdown_drain_seconds
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pod["terminationGracePeriodSeconds"] > pre_stop + shutdown_grace + 5, (
         "SIGKILL would cut the drain short: terminationGracePeriodSeconds counts from the preStop hook"

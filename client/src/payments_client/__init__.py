@@ -7,7 +7,7 @@
         store(charged.idempotency_key, charged.resource.id)
 
 Each mutation is keyed (a fresh idempotency key unless you pass one, returned in the Result), retried with
-that same key on UNAVAILABLE and ABORTED within one deadline, and raises a typed PaymentsError subclass
+that same key on UNAVAILABLE, ABORTED and CANCELLED within one deadline, and raises a typed PaymentsError subclass
 when it fails. `payments_client.aio.PaymentsClient` is the asyncio twin.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 from payments.v1.resources_pb2 import Event, Money, Payment, Payout, PostalAddress, Refund, SepaAccount
 from payments_client._shared import Result, new_idempotency_key
 from payments_client.aio import PaymentsClient as AsyncPaymentsClient
+from payments_client.balancing import balanced
 from payments_client.client import PaymentsClient
 from payments_client.credentials import Credentials, CredentialsError
 from payments_client.errors import (
@@ -83,5 +84,6 @@ __all__ = [
     "SepaAccount",
     "Unauthenticated",
     "Unavailable",
+    "balanced",
     "new_idempotency_key",
 ]

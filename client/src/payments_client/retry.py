@@ -1,7 +1,11 @@
 """When to try a call again, and after how long: pure rules, no I/O, tested without a server.
 
-Only UNAVAILABLE and ABORTED are retried. Both mean "nothing was decided yet": the server or the PSP was
-away, or the first request with this idempotency key is still running. Every other code is an answer a
+Only UNAVAILABLE, ABORTED and CANCELLED are retried. They mean "nothing was decided yet": the server or
+the PSP was away, or the first request with this idempotency key is still running. CANCELLED because this
+library never cancels a call itself (its deadlines end in DEADLINE_EXCEEDED, and an asyncio caller that
+cancels its task gets CancelledError, not a status): a CANCELLED status comes from the other side, in
+practice from a server that is shutting down, which answers the calls no handler had taken yet with
+CANCELLED instead of UNAVAILABLE (grpc/grpc#41785). Every other code is an answer a
 retry cannot change (a bad request, a reused key, a refund over what remains), and retrying it would only
 delay the caller. Retrying a mutation is safe only because every attempt sends the same idempotency key.
 
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 
 import grpc
 
-RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
+RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED})
 
 
 @dataclass(frozen=True)
