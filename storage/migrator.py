@@ -2,8 +2,8 @@
 
 Several processes may start at once: an advisory lock makes one of them migrate while the others
 wait. Each migration commits on its own, so a failed one leaves the ones before it applied. After the
-migrations, the allowed status transitions are loaded from server.domain.states, the single definition
-the database trigger enforces.
+migrations, the allowed status transitions of server.domain.states, the single definition the database
+trigger enforces, are added to the table (never removed here: see `migrate`).
 """
 
 from __future__ import annotations
@@ -75,12 +75,14 @@ async def migrate(conn: Any) -> list[str]:
                     await conn.execute(sql)
                     await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
             applied.append(name)
-        async with conn.transaction():
-            await conn.execute("DELETE FROM status_transitions")
-            await conn.executemany(
-                "INSERT INTO status_transitions (resource_type, from_status, to_status) VALUES ($1, $2, $3)",
-                all_transitions(),
-            )
+        # Added, never replaced: during a rolling deploy a replica of the previous release that restarts
+        # migrates too, and must not take away a transition the new release allows. Forbidding one that
+        # was allowed is a contract step: a migration of a later release deletes it.
+        await conn.executemany(
+            "INSERT INTO status_transitions (resource_type, from_status, to_status) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            all_transitions(),
+        )
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)

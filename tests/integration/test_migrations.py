@@ -8,6 +8,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from server.domain.states import all_transitions
 from storage import migrator
 from tests.support.postgres import PostgresForTests
 
@@ -43,7 +44,7 @@ async def _migrate_three_at_once(url: str, monkeypatch: pytest.MonkeyPatch) -> N
         )
         assert valid is True
         assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == newest + 1
-        assert await conn.fetchval("SELECT count(*) FROM status_transitions") > 0
+        assert await conn.fetchval("SELECT count(*) FROM status_transitions") == len(all_transitions())
     finally:
         await conn.close()
 
@@ -53,3 +54,15 @@ def test_statements_of_a_migration_outside_a_transaction() -> None:
         "DROP INDEX CONCURRENTLY IF EXISTS payments_by_reference",
         "CREATE INDEX CONCURRENTLY payments_by_reference ON payments (psp_reference)",
     ]
+
+
+async def test_a_restarting_older_replica_does_not_take_away_a_newer_transition(database_url: str) -> None:
+    """The transitions are added at every start, never replaced: a newer release's stay allowed when a
+    replica of the previous one (which does not know them) migrates again."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("INSERT INTO status_transitions VALUES ('payout', 'PAID', 'REVERSED_BY_A_NEWER_RELEASE')")
+        await migrator.migrate(conn)
+        assert await conn.fetchval("SELECT count(*) FROM status_transitions") == len(all_transitions()) + 1
+    finally:
+        await conn.close()
