@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from payments.v1 import resources_pb2 as payments_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!payments/v1/payment_service.proto\x12\x0bpayments.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bpayments/v1/resources.proto\"\xc3\x02\n\rChargeRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\"\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x12.payments.v1.Money\x12\x16\n\x0epayment_method\x18\x03 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12:\n\x08metadata\x18\x06 \x03(\x0b\x32(.payments.v1.ChargeRequest.MetadataEntry\x12\x32\n\x0e\x63\x61pture_method\x18\x07 \x01(\x0e\x32\x1a.payments.v1.CaptureMethod\x12\x12\n\nreturn_url\x18\x08 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"7\n\x0e\x43hargeResponse\x12%\n\x07payment\x18\x01 \x01(\x0b\x32\x14.payments.v1.Payment\"p\n\rRefundRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\"\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x12.payments.v1.Money\x12\x0e\n\x06reason\x18\x04 \x01(\t\"5\n\x0eRefundResponse\x12#\n\x06refund\x18\x01 \x01(\x0b\x32\x13.payments.v1.Refund\"\xce\x01\n\rPayoutRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\"\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x12.payments.v1.Money\x12\x30\n\x0csepa_account\x18\x03 \x01(\x0b\x32\x18.payments.v1.SepaAccountH\x00\x12\x1b\n\x11stripe_account_id\x18\x04 \x01(\tH\x00\x12\x0f\n\x07instant\x18\x05 \x01(\x08\x12\x11\n\treference\x18\x06 \x01(\tB\r\n\x0b\x64\x65stination\"5\n\x0ePayoutResponse\x12#\n\x06payout\x18\x01 \x01(\x0b\x32\x13.payments.v1.Payout\"\x1f\n\x11GetPaymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\";\n\x12GetPaymentResponse\x12%\n\x07payment\x18\x01 \x01(\x0b\x32\x14.payments.v1.Payment\"\x1e\n\x10GetRefundRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x11GetRefundResponse\x12#\n\x06refund\x18\x01 \x01(\x0b\x32\x13.payments.v1.Refund\"\x1e\n\x10GetPayoutRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x11GetPayoutResponse\x12#\n\x06payout\x18\x01 \x01(\x0b\x32\x13.payments.v1.Payout\"}\n\x13ListPaymentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.payments.v1.PaymentStatus\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\"W\n\x14ListPaymentsResponse\x12&\n\x08payments\x18\x01 \x03(\x0b\x32\x14.payments.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x96\x01\n\x15\x43\x61pturePaymentRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\"\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x12.payments.v1.Money\x12\x1a\n\rfinal_capture\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\x10\n\x0e_final_capture\"?\n\x16\x43\x61pturePaymentResponse\x12%\n\x07payment\x18\x01 \x01(\x0b\x32\x14.payments.v1.Payment\"S\n\x14\x43\x61ncelPaymentRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\">\n\x15\x43\x61ncelPaymentResponse\x12%\n\x07payment\x18\x01 \x01(\x0b\x32\x14.payments.v1.Payment\"^\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05types\x18\x03 \x03(\t\x12\x13\n\x0bresource_id\x18\x04 \x01(\t\"Q\n\x12ListEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.payments.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x12WatchEventsRequest\x12\x16\n\x0e\x61\x66ter_event_id\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\"x\n\x13WatchEventsResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.payments.v1.EventH\x00\x12\x34\n\x0eheartbeat_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x06\n\x04kind2\xeb\x06\n\x0ePaymentService\x12\x41\n\x06\x43harge\x12\x1a.payments.v1.ChargeRequest\x1a\x1b.payments.v1.ChargeResponse\x12\x41\n\x06Refund\x12\x1a.payments.v1.RefundRequest\x1a\x1b.payments.v1.RefundResponse\x12\x41\n\x06Payout\x12\x1a.payments.v1.PayoutRequest\x1a\x1b.payments.v1.PayoutResponse\x12M\n\nGetPayment\x12\x1e.payments.v1.GetPaymentRequest\x1a\x1f.payments.v1.GetPaymentResponse\x12J\n\tGetRefund\x12\x1d.payments.v1.GetRefundRequest\x1a\x1e.payments.v1.GetRefundResponse\x12J\n\tGetPayout\x12\x1d.payments.v1.GetPayoutRequest\x1a\x1e.payments.v1.GetPayoutResponse\x12S\n\x0cListPayments\x12 .payments.v1.ListPaymentsRequest\x1a!.payments.v1.ListPaymentsResponse\x12Y\n\x0e\x43\x61pturePayment\x12\".payments.v1.CapturePaymentRequest\x1a#.payments.v1.CapturePaymentResponse\x12V\n\rCancelPayment\x12!.payments.v1.CancelPaymentRequest\x1a\".payments.v1.CancelPaymentResponse\x12M\n\nListEvents\x12\x1e.payments.v1.ListEventsRequest\x1a\x1f.payments.v1.ListEventsResponse\x12R\n\x0bWatchEvents\x12\x1f.payments.v1.WatchEventsRequest\x1a .payments.v1.WatchEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!payments/v1/payment_service.proto\x12\x0bpayments.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bpayments/v1/resources.proto\"\xc3\x02\n\rChargeRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\"\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x12.payments.v1.Money\x12\x16\n\x0epayment_method\x18\x03 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12:\n\x08metadata\x18\x06 \x03(\x0b\x32(.payments.v1.ChargeRequest.MetadataEntry\x12\x32\n\x0e\x63\x61pture_method\x18\x07 \x01(\x0e\x32\x1a.payments.v1.CaptureMethod\x12\x12\n\nreturn_url\x18\x08 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"7\n\x0e\x43hargeResponse\x12%\n\x07payment\x18\x01 \x01(\x0b\x32\x14.payments.v1.Payment\"p\n\rRefundRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\"\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x12.payments.v1.Money\x12\x0e\n\x06reason\x18\x04 \x01(\t\"5\n\x0eRefundResponse\x12#\n\x06refund\x18\x01 \x01(\x0b\x32\x13.payments.v1.Refund\"\xf6\x01\n\rPayoutRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\"\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x12.payments.v1.Money\x12\x30\n\x0csepa_account\x18\x03 \x01(\x0b\x32\x18.payments.v1.SepaAccountH\x00\x12\x1b\n\x11stripe_account_id\x18\x04 \x01(\tH\x00\x12\x0f\n\x07instant\x18\x05 \x01(\x08\x12\x11\n\treference\x18\x06 \x01(\t\x12&\n\x1e\x61\x63\x63\x65pt_payee_verification_risk\x18\x07 \x01(\x08\x42\r\n\x0b\x64\x65stination\"5\n\x0ePayoutResponse\x12#\n\x06payout\x18\x01 \x01(\x0b\x32\x13.payments.v1.Payout\"\x1f\n\x11GetPaymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\";\n\x12GetPaymentResponse\x12%\n\x07payment\x18\x01 \x01(\x0b\x32\x14.payments.v1.Payment\"\x1e\n\x10GetRefundRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x11GetRefundResponse\x12#\n\x06refund\x18\x01 \x01(\x0b\x32\x13.payments.v1.Refund\"\x1e\n\x10GetPayoutRequest\x12\n\n\x02id\x18\x01 \x01(\t\"8\n\x11GetPayoutResponse\x12#\n\x06payout\x18\x01 \x01(\x0b\x32\x13.payments.v1.Payout\"}\n\x13ListPaymentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.payments.v1.PaymentStatus\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\"W\n\x14ListPaymentsResponse\x12&\n\x08payments\x18\x01 \x03(\x0b\x32\x14.payments.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x96\x01\n\x15\x43\x61pturePaymentRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\"\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x12.payments.v1.Money\x12\x1a\n\rfinal_capture\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\x10\n\x0e_final_capture\"?\n\x16\x43\x61pturePaymentResponse\x12%\n\x07payment\x18\x01 \x01(\x0b\x32\x14.payments.v1.Payment\"S\n\x14\x43\x61ncelPaymentRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\">\n\x15\x43\x61ncelPaymentResponse\x12%\n\x07payment\x18\x01 \x01(\x0b\x32\x14.payments.v1.Payment\"^\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05types\x18\x03 \x03(\t\x12\x13\n\x0bresource_id\x18\x04 \x01(\t\"Q\n\x12ListEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.payments.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x12WatchEventsRequest\x12\x16\n\x0e\x61\x66ter_event_id\x18\x01 \x01(\t\x12\r\n\x05types\x18\x02 \x03(\t\"x\n\x13WatchEventsResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.payments.v1.EventH\x00\x12\x34\n\x0eheartbeat_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x06\n\x04kind2\xeb\x06\n\x0ePaymentService\x12\x41\n\x06\x43harge\x12\x1a.payments.v1.ChargeRequest\x1a\x1b.payments.v1.ChargeResponse\x12\x41\n\x06Refund\x12\x1a.payments.v1.RefundRequest\x1a\x1b.payments.v1.RefundResponse\x12\x41\n\x06Payout\x12\x1a.payments.v1.PayoutRequest\x1a\x1b.payments.v1.PayoutResponse\x12M\n\nGetPayment\x12\x1e.payments.v1.GetPaymentRequest\x1a\x1f.payments.v1.GetPaymentResponse\x12J\n\tGetRefund\x12\x1d.payments.v1.GetRefundRequest\x1a\x1e.payments.v1.GetRefundResponse\x12J\n\tGetPayout\x12\x1d.payments.v1.GetPayoutRequest\x1a\x1e.payments.v1.GetPayoutResponse\x12S\n\x0cListPayments\x12 .payments.v1.ListPaymentsRequest\x1a!.payments.v1.ListPaymentsResponse\x12Y\n\x0e\x43\x61pturePayment\x12\".payments.v1.CapturePaymentRequest\x1a#.payments.v1.CapturePaymentResponse\x12V\n\rCancelPayment\x12!.payments.v1.CancelPaymentRequest\x1a\".payments.v1.CancelPaymentResponse\x12M\n\nListEvents\x12\x1e.payments.v1.ListEventsRequest\x1a\x1f.payments.v1.ListEventsResponse\x12R\n\x0bWatchEvents\x12\x1f.payments.v1.WatchEventsRequest\x1a .payments.v1.WatchEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,41 +46,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REFUNDRESPONSE']._serialized_start=609
   _globals['_REFUNDRESPONSE']._serialized_end=662
   _globals['_PAYOUTREQUEST']._serialized_start=665
-  _globals['_PAYOUTREQUEST']._serialized_end=871
-  _globals['_PAYOUTRESPONSE']._serialized_start=873
-  _globals['_PAYOUTRESPONSE']._serialized_end=926
-  _globals['_GETPAYMENTREQUEST']._serialized_start=928
-  _globals['_GETPAYMENTREQUEST']._serialized_end=959
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=961
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=1020
-  _globals['_GETREFUNDREQUEST']._serialized_start=1022
-  _globals['_GETREFUNDREQUEST']._serialized_end=1052
-  _globals['_GETREFUNDRESPONSE']._serialized_start=1054
-  _globals['_GETREFUNDRESPONSE']._serialized_end=1110
-  _globals['_GETPAYOUTREQUEST']._serialized_start=1112
-  _globals['_GETPAYOUTREQUEST']._serialized_end=1142
-  _globals['_GETPAYOUTRESPONSE']._serialized_start=1144
-  _globals['_GETPAYOUTRESPONSE']._serialized_end=1200
-  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1202
-  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1327
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1329
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1416
-  _globals['_CAPTUREPAYMENTREQUEST']._serialized_start=1419
-  _globals['_CAPTUREPAYMENTREQUEST']._serialized_end=1569
-  _globals['_CAPTUREPAYMENTRESPONSE']._serialized_start=1571
-  _globals['_CAPTUREPAYMENTRESPONSE']._serialized_end=1634
-  _globals['_CANCELPAYMENTREQUEST']._serialized_start=1636
-  _globals['_CANCELPAYMENTREQUEST']._serialized_end=1719
-  _globals['_CANCELPAYMENTRESPONSE']._serialized_start=1721
-  _globals['_CANCELPAYMENTRESPONSE']._serialized_end=1783
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1785
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1879
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=1881
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=1962
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=1964
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=2023
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2025
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2145
-  _globals['_PAYMENTSERVICE']._serialized_start=2148
-  _globals['_PAYMENTSERVICE']._serialized_end=3023
+  _globals['_PAYOUTREQUEST']._serialized_end=911
+  _globals['_PAYOUTRESPONSE']._serialized_start=913
+  _globals['_PAYOUTRESPONSE']._serialized_end=966
+  _globals['_GETPAYMENTREQUEST']._serialized_start=968
+  _globals['_GETPAYMENTREQUEST']._serialized_end=999
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=1001
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=1060
+  _globals['_GETREFUNDREQUEST']._serialized_start=1062
+  _globals['_GETREFUNDREQUEST']._serialized_end=1092
+  _globals['_GETREFUNDRESPONSE']._serialized_start=1094
+  _globals['_GETREFUNDRESPONSE']._serialized_end=1150
+  _globals['_GETPAYOUTREQUEST']._serialized_start=1152
+  _globals['_GETPAYOUTREQUEST']._serialized_end=1182
+  _globals['_GETPAYOUTRESPONSE']._serialized_start=1184
+  _globals['_GETPAYOUTRESPONSE']._serialized_end=1240
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1242
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1367
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1369
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1456
+  _globals['_CAPTUREPAYMENTREQUEST']._serialized_start=1459
+  _globals['_CAPTUREPAYMENTREQUEST']._serialized_end=1609
+  _globals['_CAPTUREPAYMENTRESPONSE']._serialized_start=1611
+  _globals['_CAPTUREPAYMENTRESPONSE']._serialized_end=1674
+  _globals['_CANCELPAYMENTREQUEST']._serialized_start=1676
+  _globals['_CANCELPAYMENTREQUEST']._serialized_end=1759
+  _globals['_CANCELPAYMENTRESPONSE']._serialized_start=1761
+  _globals['_CANCELPAYMENTRESPONSE']._serialized_end=1823
+  _globals['_LISTEVENTSREQUEST']._serialized_start=1825
+  _globals['_LISTEVENTSREQUEST']._serialized_end=1919
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=1921
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=2002
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=2004
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=2063
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=2065
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2185
+  _globals['_PAYMENTSERVICE']._serialized_start=2188
+  _globals['_PAYMENTSERVICE']._serialized_end=3063
 # @@protoc_insertion_point(module_scope)
