@@ -304,15 +304,14 @@ class BankTransferAdapter:
         """
         headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
         body = payee_check.request_body(order)
-        response = await self._send("POST", f"{self._base}{payee_check.PATH}", deadline, headers, body)
+        try:
+            response = await self._send("POST", f"{self._base}{payee_check.PATH}", deadline, headers, body)
+        except PspUnavailableError as exc:
+            raise _nothing_executed(exc) from exc
         request_id = _request_id(response)
         if response.status_code != 200:
             error = _http_error("payee verification", response, request_id)
-            if isinstance(error, PspUnavailableError):  # a question cannot have executed anything
-                raise PspUnavailableError(
-                    str(error), possibly_executed=False, retry_after=error.retry_after, request_id=request_id
-                ) from None
-            raise error
+            raise _nothing_executed(error) if isinstance(error, PspUnavailableError) else error
         return payee_check.parse_answer(response, self._name, request_id)
 
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
@@ -436,6 +435,13 @@ class BankTransferAdapter:
 
 
 # -- translation helpers (pure) ---------------------------------------------------------------
+
+
+def _nothing_executed(error: PspUnavailableError) -> PspUnavailableError:
+    """The same lack of an answer, for a question: whatever became of the request, nothing executed."""
+    return PspUnavailableError(
+        str(error), possibly_executed=False, retry_after=error.retry_after, request_id=error.request_id
+    )
 
 
 def _stored_ids(order: PayoutOrder) -> dict[str, str]:
