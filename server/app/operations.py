@@ -164,10 +164,12 @@ class Operations:
         ttl = self._providers.by_name(started.resource.psp).key_ttl_seconds
         resend = may_resend(started.key_age_seconds, ttl)
         if resend and isinstance(started.resource, Payout):
-            checked = await self._payee_check.before_sending(started, ctx)
+            # One PSP budget for the check and the transfer after it: the key's lease covers one.
+            budget = self._policy.psp_deadline(ctx.deadline)
+            checked = await self._payee_check.before_sending(started, ctx, budget)
             if isinstance(checked, Reply):
                 return checked
-            started = checked
+            started, ctx = checked, dataclasses.replace(ctx, deadline=budget)
         send, ask = await self._psp_calls(started.resource, key, started.operation)
         return await self._complete(started, send if resend else ask, ask, ctx, settle=False)
 

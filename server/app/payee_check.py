@@ -26,6 +26,7 @@ from typing import Protocol
 from server.app import telemetry
 from server.app.alerts import credentials_refused
 from server.app.context import CallContext
+from server.app.deadline import Deadline
 from server.app.execution import ExecutionPolicy, stop_unfinished
 from server.app.flows import PayoutFlow
 from server.app.psp import PayeeAnswer, PayeeCheckOrder, ProviderDirectory, PspRejectedError, PspUnavailableError
@@ -74,11 +75,14 @@ class PayeeCheck:
         self._now = now
         self._flow = PayoutFlow()
 
-    async def before_sending(self, started: Started[Payout], ctx: CallContext) -> Started[Payout] | Reply:
+    async def before_sending(
+        self, started: Started[Payout], ctx: CallContext, deadline: Deadline
+    ) -> Started[Payout] | Reply:
         """The execution to go on with (its payout carrying the bank's answer), or the reply that ends it.
 
         Only a PENDING payout with a check is checked: one that went further was sent after its check,
-        and one without (a Stripe account, or created before VoP) never had one to pass.
+        and one without (a Stripe account, or created before VoP) never had one to pass. `deadline`
+        bounds the question (the caller shares it with the transfer that follows).
         """
         payout = started.resource
         verification = payout.payee_verification
@@ -86,7 +90,7 @@ class PayeeCheck:
             return started
         public_id = format_id(IdKind.PAYOUT, payout.id)
         if verification.result is None:
-            answer = await self._ask(started, ctx, public_id)
+            answer = await self._ask(started, ctx, public_id, deadline)
             if isinstance(answer, Reply):
                 return answer
             verification = dataclasses.replace(verification, result=answer.result, suggested_name=answer.suggested_name)
@@ -102,9 +106,11 @@ class PayeeCheck:
         )  # fmt: skip
         failure = Failure(refused.reason.lower(), refused.message)
         reason = f"payee_verification:{str(verification.result).lower()}"
-        return await self._finish(started, ctx, failure, reason, self._encoder.error(refused))
+        return await self._record(started, self._failed(started, ctx, failure, reason), self._encoder.error(refused))
 
-    async def _ask(self, started: Started[Payout], ctx: CallContext, public_id: str) -> PayeeAnswer | Reply:
+    async def _ask(
+        self, started: Started[Payout], ctx: CallContext, public_id: str, deadline: Deadline
+    ) -> PayeeAnswer | Reply:
         """The bank's answer; without one the key goes back unfinished (PspUnavailable is raised)."""
         payout = started.resource
         destination = payout.destination
@@ -116,7 +122,7 @@ class PayeeCheck:
         )  # fmt: skip
         provider = self._providers.by_name(payout.psp)
         try:
-            return await provider.verify_payee(order, self._policy.psp_deadline(ctx.deadline))
+            return await provider.verify_payee(order, deadline)
         except PspUnavailableError as exc:
             await self._give_back(started, ctx)
             raise PspUnavailable(
@@ -148,11 +154,6 @@ class PayeeCheck:
             from_status=str(payout.status), to_status=str(PayoutStatus.FAILED), actor=ctx.actor, reason=reason,
             at=self._now(), failure=failure,
         )  # fmt: skip
-
-    async def _finish(
-        self, started: Started[Payout], ctx: CallContext, failure: Failure, reason: str, reply: StoredReply
-    ) -> Reply:
-        return await self._record(started, self._failed(started, ctx, failure, reason), reply)
 
     async def _record(self, started: Started[Payout], transition: Transition, reply: StoredReply) -> Reply:
         # Shielded like every outcome: once decided, it is recorded even if the caller goes away.

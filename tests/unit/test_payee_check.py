@@ -90,7 +90,7 @@ def started(verification: PayeeVerification | None, status: PayoutStatus = Payou
 
 async def check(execution: Started[Payout], bank: Bank, store: Store) -> Started[Payout] | Reply:
     step = PayeeCheck(store, store, Directory(bank), ProtoReplyEncoder(), ExecutionPolicy(), lambda: AT)  # type: ignore[arg-type]
-    return await step.before_sending(execution, CallContext("c", Deadline.after(5)))
+    return await step.before_sending(execution, CallContext("c", Deadline.after(5)), Deadline.after(5))
 
 
 async def test_a_match_is_stored_and_the_execution_goes_on() -> None:
