@@ -23,6 +23,8 @@ from server.app.psp import (
     CaptureOrder,
     ChargeOrder,
     Order,
+    PayeeAnswer,
+    PayeeCheckOrder,
     PaymentProvider,
     PayoutOrder,
     PspOutcome,
@@ -59,6 +61,15 @@ class RetryPolicy:
     max_backoff: float = 2.0
     attempt_timeout: float = 10.0  # one request; clamped by the caller's deadline
     min_useful_attempt: float = 0.02  # do not start an attempt with less time than this left
+
+
+def _outcome_report(outcome: PspOutcome) -> tuple[str, str | None]:
+    return str(outcome.kind), outcome.data.get("psp_request_id")
+
+
+def _payee_report(answer: PayeeAnswer) -> tuple[str, str | None]:
+    """A payee answer's label is the scheme's result (never the name)."""
+    return f"payee_{answer.result.lower()}", answer.psp_request_id
 
 
 class RetryingProvider:
@@ -102,22 +113,28 @@ class RetryingProvider:
         return self._inner.destination_problem(destination)
 
     async def charge(self, order: ChargeOrder, deadline: Deadline) -> PspOutcome:
-        return await self._run("charge", lambda d: self._inner.charge(order, d), deadline)
+        return await self._run("charge", lambda d: self._inner.charge(order, d), deadline, _outcome_report)
 
     async def refund(self, order: RefundOrder, deadline: Deadline) -> PspOutcome:
-        return await self._run("refund", lambda d: self._inner.refund(order, d), deadline)
+        return await self._run("refund", lambda d: self._inner.refund(order, d), deadline, _outcome_report)
 
     async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome:
-        return await self._run("payout", lambda d: self._inner.payout(order, d), deadline)
+        return await self._run("payout", lambda d: self._inner.payout(order, d), deadline, _outcome_report)
 
     async def capture(self, order: CaptureOrder, deadline: Deadline) -> PspOutcome:
-        return await self._run("capture", lambda d: self._inner.capture(order, d), deadline)
+        return await self._run("capture", lambda d: self._inner.capture(order, d), deadline, _outcome_report)
 
     async def cancel(self, order: CancelOrder, deadline: Deadline) -> PspOutcome:
-        return await self._run("cancel", lambda d: self._inner.cancel(order, d), deadline)
+        return await self._run("cancel", lambda d: self._inner.cancel(order, d), deadline, _outcome_report)
 
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
-        return await self._run("lookup", lambda d: self._inner.lookup(order, psp_reference, d), deadline)
+        return await self._run(
+            "lookup", lambda d: self._inner.lookup(order, psp_reference, d), deadline, _outcome_report
+        )
+
+    async def verify_payee(self, order: PayeeCheckOrder, deadline: Deadline) -> PayeeAnswer:
+        """The payee check retried like any call (a question: asking again never executes anything)."""
+        return await self._run("verify_payee", lambda d: self._inner.verify_payee(order, d), deadline, _payee_report)
 
     def _delay(self, failed_attempts: int, error: PspUnavailableError) -> float:
         """Full-jitter exponential backoff after `failed_attempts`, or the PSP's Retry-After if longer."""
@@ -137,15 +154,21 @@ class RetryingProvider:
         return left is not None and left - upcoming_wait < self._policy.min_useful_attempt
 
     async def _run(
-        self, operation: str, attempt: Callable[[Deadline], Awaitable[PspOutcome]], deadline: Deadline
-    ) -> PspOutcome:
+        self,
+        operation: str,
+        attempt: Callable[[Deadline], Awaitable[T]],
+        deadline: Deadline,
+        report: Callable[[T], tuple[str, str | None]],
+    ) -> T:
+        """One logical call: its span, metrics and retries. `report` names an answer for both: (outcome
+        label, PSP request id)."""
         labels = {"psp": self.name, "psp.operation": operation}
         started = time.monotonic()
         outcome_label = "unavailable"
         with telemetry.span(f"psp.{operation}", {**labels}) as call_span:
             try:
-                outcome = await self._with_retries(operation, attempt, deadline, labels)
-                outcome_label = str(outcome.kind)
+                outcome = await self._with_retries(operation, attempt, deadline, labels, report)
+                outcome_label = report(outcome)[0]
                 return outcome
             except PspUnavailableError as exc:
                 outcome_label = "possibly_executed" if exc.possibly_executed else "unavailable"
@@ -162,10 +185,11 @@ class RetryingProvider:
     async def _with_retries(
         self,
         operation: str,
-        attempt: Callable[[Deadline], Awaitable[PspOutcome]],
+        attempt: Callable[[Deadline], Awaitable[T]],
         deadline: Deadline,
         labels: dict[str, str],
-    ) -> PspOutcome:
+        report: Callable[[T], tuple[str, str | None]],
+    ) -> T:
         """Attempts until one answers, the attempts run out, or the next wait would outlive the deadline.
 
         A plain loop rather than a retry library: the first attempt, the common case, then costs nothing
@@ -176,7 +200,7 @@ class RetryingProvider:
             if number > 1:
                 telemetry.psp_retries.add(1, labels)
             try:
-                return await self._attempt(operation, number, attempt, deadline)
+                return await self._attempt(operation, number, attempt, deadline, report)
             except PspUnavailableError as exc:
                 possibly_executed = possibly_executed or exc.possibly_executed
                 delay = self._delay(number, exc)
@@ -202,9 +226,10 @@ class RetryingProvider:
         self,
         operation: str,
         number: int,
-        attempt: Callable[[Deadline], Awaitable[PspOutcome]],
+        attempt: Callable[[Deadline], Awaitable[T]],
         deadline: Deadline,
-    ) -> PspOutcome:
+        report_of: Callable[[T], tuple[str, str | None]],
+    ) -> T:
         loop = asyncio.get_running_loop()
         started = loop.time()
         budget = deadline.clamp(self._policy.attempt_timeout)
@@ -215,8 +240,7 @@ class RetryingProvider:
             try:
                 async with asyncio.timeout(budget):
                     outcome = await attempt(attempt_deadline)
-                report = str(outcome.kind)
-                request_id = outcome.data.get("psp_request_id")
+                report, request_id = report_of(outcome)
                 return outcome
             except TimeoutError as exc:
                 report = "possibly_executed"

@@ -32,6 +32,8 @@ from server.app.psp import (
     ChargeOrder,
     Order,
     OutcomeKind,
+    PayeeAnswer,
+    PayeeCheckOrder,
     PayoutOrder,
     PspOutcome,
     PspRejectedError,
@@ -312,6 +314,11 @@ class StripeAdapter:
         if order.reason in REFUND_REASONS:  # refunds stored before the edge checked reasons keep them as metadata
             params["reason"] = order.reason
         return await self._post("refund", "/v1/refunds", params, order.psp_key, _refund_outcome)
+
+    async def verify_payee(self, order: PayeeCheckOrder, deadline: Deadline) -> PayeeAnswer:
+        """Verification of Payee is for SEPA credit transfers; Stripe pays connected accounts, so it is
+        never asked (server/domain/payee_verification.py)."""
+        raise PspRejectedError("Stripe has no Verification of Payee", code="unsupported_operation")
 
     async def payout(self, order: PayoutOrder, deadline: Deadline) -> PspOutcome:
         destination = order.destination

@@ -62,6 +62,7 @@ from storage.embedded import EmbeddedPostgres
 from storage.events_store import PostgresEventStore
 from storage.migrator import migrate_dsn
 from storage.operations_store import PostgresOperationStore
+from storage.payee_store import PostgresPayeeStore
 from storage.reader import PostgresReader
 from storage.webhook_store import PostgresWebhookStore
 from storage.worker_store import PostgresWorkerStore
@@ -251,7 +252,7 @@ def wire(
     )
     operations = Operations(
         store=PostgresOperationStore(db), reader=reader, providers=providers, encoder=ProtoReplyEncoder(),
-        policy=policy, now=utc_now,
+        policy=policy, now=utc_now, payees=PostgresPayeeStore(db),
     )  # fmt: skip
     return Core(db, reader, operations, providers)
 

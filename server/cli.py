@@ -171,6 +171,7 @@ def cmd_payout(args: argparse.Namespace) -> int:
     return _run(args, lambda client: client.payout(
         _money(args), sepa_account=sepa, stripe_account_id=args.stripe_account or None, instant=args.instant,
         reference=args.reference, idempotency_key=args.idempotency_key,
+        accept_payee_verification_risk=args.accept_payee_verification_risk,
     ).resource)  # fmt: skip
 
 
@@ -513,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     payout.add_argument("--stripe-account", help="acct_… instead of a SEPA account")
     payout.add_argument("--instant", action="store_true", help="SEPA Instant")
     payout.add_argument("--reference", default="", help="remittance information")
+    payout.add_argument(
+        "--accept-payee-verification-risk", action="store_true",
+        help="SEPA: pay even if Verification of Payee answers CLOSE_MATCH or NOT_POSSIBLE",
+    )  # fmt: skip
     payout.set_defaults(func=cmd_payout)
 
     hashing = sub.add_parser(

@@ -47,7 +47,13 @@ from server.domain.refunds import decide_refund_amount
 from server.domain.states import PaymentStatus, ResourceType, awaits_psp
 from storage.database import Database
 from storage.reader import fetch_payment, fetch_payout, fetch_refund
-from storage.rows import PAYMENT_COLUMNS, destination_json, failure_columns, payment_of
+from storage.rows import (
+    PAYMENT_COLUMNS,
+    destination_json,
+    failure_columns,
+    payee_verification_columns,
+    payment_of,
+)
 
 R = TypeVar("R", Payment, Refund, Payout)
 
@@ -76,8 +82,10 @@ _CLAIM_CHARGE = f"""
 _CLAIM_PAYOUT = f"""
     WITH claimed AS ({_KEY_INSERT})
     INSERT INTO payouts (id, client_id, idempotency_key, status, currency, amount_minor, destination,
-                         instant, reference, psp, psp_data, created_at, updated_at, last_actor, last_reason)
-    SELECT resource_id, $1, $2, 'PENDING', $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, 'created'
+                         instant, reference, psp, psp_data, created_at, updated_at, last_actor, last_reason,
+                         payee_verification, payee_suggested_name, payee_risk_accepted)
+    SELECT resource_id, $1, $2, 'PENDING', $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, 'created',
+           $18, $19, $20
     FROM claimed
     RETURNING id
 """
@@ -312,7 +320,7 @@ class PostgresOperationStore:
                 _CLAIM_PAYOUT, *self._key_args(claim, payout.id, token),
                 payout.amount.currency, payout.amount.amount_minor, destination_json(payout.destination),
                 payout.instant, payout.reference, payout.psp, payout.psp_data, payout.created_at,
-                f"client:{claim.client_id}",
+                f"client:{claim.client_id}", *payee_verification_columns(payout.payee_verification),
             )  # fmt: skip
             if created is not None:
                 return Started(payout, Lease(claim.client_id, claim.key, token), resumed=False)

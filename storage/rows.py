@@ -8,6 +8,8 @@ from server.domain.model import (
     CaptureMethod,
     DestinationType,
     Failure,
+    PayeeMatch,
+    PayeeVerification,
     Payment,
     PaymentAction,
     Payout,
@@ -32,8 +34,11 @@ REFUND_COLUMNS = (
 )
 PAYOUT_COLUMNS = (
     "id, client_id, status, currency, amount_minor, destination, instant, reference, psp, psp_reference,"
-    " psp_data, failure_code, failure_message, failure_decline_code, created_at, updated_at"
+    " psp_data, failure_code, failure_message, failure_decline_code, created_at, updated_at,"
+    " payee_verification, payee_suggested_name, payee_risk_accepted"
 )
+
+PAYEE_PENDING = "PENDING"  # payouts.payee_verification before the bank has answered
 
 
 def failure_of(row: Any) -> Failure | None:
@@ -107,5 +112,23 @@ def payout_of(row: Any) -> Payout:
         amount=Money(row["amount_minor"], row["currency"]), destination=destination_of(row["destination"]),
         instant=row["instant"], reference=row["reference"], psp=row["psp"],
         psp_reference=row["psp_reference"], failure=failure_of(row), created_at=row["created_at"],
-        updated_at=row["updated_at"], psp_data=dict(row["psp_data"]),
+        updated_at=row["updated_at"], psp_data=dict(row["psp_data"]), payee_verification=payee_verification_of(row),
     )  # fmt: skip
+
+
+def payee_verification_of(row: Any) -> PayeeVerification | None:
+    stored = row["payee_verification"]
+    if stored is None:
+        return None
+    return PayeeVerification(
+        result=None if stored == PAYEE_PENDING else PayeeMatch(stored),
+        suggested_name=row["payee_suggested_name"] or "", risk_accepted=row["payee_risk_accepted"],
+    )  # fmt: skip
+
+
+def payee_verification_columns(verification: PayeeVerification | None) -> tuple[str | None, str | None, bool]:
+    """(payee_verification, payee_suggested_name, payee_risk_accepted) as stored."""
+    if verification is None:
+        return None, None, False
+    result = PAYEE_PENDING if verification.result is None else str(verification.result)
+    return result, verification.suggested_name or None, verification.risk_accepted

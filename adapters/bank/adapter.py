@@ -36,6 +36,7 @@ from urllib.parse import quote
 
 import httpx
 
+from adapters.bank import payee_check
 from adapters.bank.errors import BankValidationError, DocumentError, Pain002ParseError
 from adapters.bank.pain001 import CreditTransfer, DebtorAccount, build_pain001, derive_message_ids
 from adapters.bank.pain002 import TransactionStatus, classify_status, parse_pain002
@@ -47,6 +48,8 @@ from server.app.psp import (
     ChargeOrder,
     Order,
     OutcomeKind,
+    PayeeAnswer,
+    PayeeCheckOrder,
     PayoutOrder,
     PspOutcome,
     PspRejectedError,
@@ -293,6 +296,24 @@ class BankTransferAdapter:
             return await self._duplicate_status(e2e, deadline)
         return _outcome(entry, data, self._name)
 
+    async def verify_payee(self, order: PayeeCheckOrder, deadline: Deadline) -> PayeeAnswer:
+        """Verification of Payee at the creditor's bank (wire format: :mod:`adapters.bank.payee_check`).
+
+        A question, not a transfer: nothing executes, so every error is "no answer yet" or a refusal of
+        the request, and the caller asks again; it is sent without an idempotency key.
+        """
+        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
+        body = payee_check.request_body(order)
+        try:
+            response = await self._send("POST", f"{self._base}{payee_check.PATH}", deadline, headers, body)
+        except PspUnavailableError as exc:
+            raise _nothing_executed(exc) from exc
+        request_id = _request_id(response)
+        if response.status_code != 200:
+            error = _http_error("payee verification", response, request_id)
+            raise _nothing_executed(error) if isinstance(error, PspUnavailableError) else error
+        return payee_check.parse_answer(response, self._name, request_id)
+
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
         """The bank's current status of a payout, from ``GET /v1/payment-status/{EndToEndId}``.
 
@@ -414,6 +435,13 @@ class BankTransferAdapter:
 
 
 # -- translation helpers (pure) ---------------------------------------------------------------
+
+
+def _nothing_executed(error: PspUnavailableError) -> PspUnavailableError:
+    """The same lack of an answer, for a question: whatever became of the request, nothing executed."""
+    return PspUnavailableError(
+        str(error), possibly_executed=False, retry_after=error.retry_after, request_id=error.request_id
+    )
 
 
 def _stored_ids(order: PayoutOrder) -> dict[str, str]:

@@ -31,6 +31,11 @@ Gateway API (all ``/v1`` calls need ``Authorization: Bearer <any non-empty token
     was accepted under that id (a later duplicate's AM05 rejection does not shadow it); if the id was
     only ever rejected on arrival, that rejection. Unknown id → 404.
 
+``POST /v1/payee-verifications``
+    Verification of Payee (EPC VOP): ``{"party": {"name"}, "partyAccount": {"iban"}}`` →
+    ``200 {"partyNameMatch": "MTCH"|"CMTC"|"NMTC"|"NOAP", "matchedName"?}``; the test accounts and the
+    matching rule are in :mod:`.bank_payees` (README: "Verification of Payee").
+
 ``GET /v1/payment-files/{file_id}/status``
     A pain.002.001.10 report for every transaction of the file, duplicates included.
 ``GET /v1/payment-files/{file_id}``
@@ -117,6 +122,7 @@ from adapters.sandboxes.bank_gateway import (
     error_response,
     json_response,
 )
+from adapters.sandboxes.bank_payees import verify_payee_request
 from adapters.sandboxes.faults import DEFAULT_STALL_SECONDS, Fault, FaultKind, FaultPlan
 from adapters.sandboxes.http_server import HostedSandbox, Latency, SandboxHandler
 from adapters.sandboxes.json_types import JsonValue
@@ -354,6 +360,10 @@ class _Handler(SandboxHandler[_SandboxState]):
             if method != "POST":
                 return error_response(405, "method_not_allowed", "use POST", (("Allow", "POST"),))
             return gateway.submit(key, body)
+        if parts == ["v1", "payee-verifications"]:
+            if method != "POST":
+                return error_response(405, "method_not_allowed", "use POST", (("Allow", "POST"),))
+            return verify_payee_request(body)
         if len(parts) == 3 and parts[:2] == ["v1", "payment-status"]:
             if method != "GET":
                 return error_response(405, "method_not_allowed", "use GET", (("Allow", "GET"),))

@@ -17,6 +17,8 @@ import threading
 import uuid
 from collections.abc import Callable, MutableMapping
 
+from adapters.bank.payee_check import answer_of
+from adapters.sandboxes.bank_payees import payee_answer
 from adapters.sandboxes.faults import ScriptedFaults
 from server.app.deadline import Deadline
 from server.app.psp import (
@@ -25,6 +27,8 @@ from server.app.psp import (
     ChargeOrder,
     Order,
     OutcomeKind,
+    PayeeAnswer,
+    PayeeCheckOrder,
     PayoutOrder,
     PspOutcome,
     PspRejectedError,
@@ -157,6 +161,20 @@ class InProcessSandbox:
         return await self._execute(
             order.psp_key, "cn", lambda: PspOutcome(OutcomeKind.CANCELED), reference=order.payment_psp_reference or None
         )
+
+    async def verify_payee(self, order: PayeeCheckOrder, deadline: Deadline) -> PayeeAnswer:
+        """The bank sandbox's test accounts answer the same here (adapters/sandboxes/bank_payees.py).
+
+        Not counted in `calls` and not subject to scripted faults: those describe the payout's transfer,
+        which tests count per PSP key; only `set_down` (nothing reachable) stops the question too.
+        """
+        if self._down:
+            raise PspUnavailableError("sandbox is down (connection refused)", possibly_executed=False)
+        code, holder = payee_answer(order.iban, order.name)
+        answer = answer_of(code, holder)
+        if answer is None:  # the register answers in the scheme's codes only
+            raise PspUnavailableError(f"sandbox: unknown payee answer {code!r}", possibly_executed=False)
+        return answer
 
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
         if self._down:

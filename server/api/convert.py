@@ -21,6 +21,7 @@ from server.domain.ids import IdKind, format_id
 from server.domain.model import (
     CaptureMethod,
     Failure,
+    PayeeVerification,
     Payment,
     Payout,
     RedirectToUrl,
@@ -99,6 +100,18 @@ def payout_pb(p: Payout) -> res.Payout:
         ))  # fmt: skip
     else:
         message.stripe_account_id = dest.account_id
+    if p.payee_verification is not None:
+        message.payee_verification.CopyFrom(payee_verification_pb(p.payee_verification))
+    return message
+
+
+def payee_verification_pb(verification: PayeeVerification) -> res.PayeeVerification:
+    """Set on every SEPA payout that has a check, even before the bank's answer (result UNSPECIFIED)."""
+    message = res.PayeeVerification(
+        suggested_name=verification.suggested_name, risk_accepted=verification.risk_accepted
+    )
+    if verification.result is not None:
+        message.result = res.PayeeVerificationResult.Value(f"PAYEE_VERIFICATION_RESULT_{verification.result}")
     return message
 
 

@@ -15,6 +15,7 @@ from server.domain.errors import (
     IdempotencyKeyReused,
     InvalidRequest,
     NotFound,
+    PayeeRefused,
     PaymentNotCancelable,
     PaymentNotCapturable,
     PaymentNotRefundable,
@@ -38,6 +39,7 @@ _CODES: list[tuple[type[ServiceError], int]] = [
     (PaymentNotRefundable, code_pb2.FAILED_PRECONDITION),
     (PaymentNotCapturable, code_pb2.FAILED_PRECONDITION),
     (PaymentNotCancelable, code_pb2.FAILED_PRECONDITION),
+    (PayeeRefused, code_pb2.FAILED_PRECONDITION),
     (PspUnavailable, code_pb2.UNAVAILABLE),
     (StorageUnavailable, code_pb2.UNAVAILABLE),
     (Unauthenticated, code_pb2.UNAUTHENTICATED),
@@ -59,7 +61,8 @@ def error_status(error: ServiceError, domain: str = ERROR_DOMAIN) -> status_pb2.
     """`domain` is the ErrorInfo domain: the service that answers (payments.v1 unless told)."""
     code = next((c for cls, c in _CODES if isinstance(error, cls)), code_pb2.FAILED_PRECONDITION)
     status = status_pb2.Status(code=code, message=error.message)
-    status.details.append(_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=domain)))
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=domain, metadata=error.metadata)
+    status.details.append(_pack(info))
     if isinstance(error, InvalidRequest):
         bad = error_details_pb2.BadRequest()
         for v in error.violations:

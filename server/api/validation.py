@@ -305,6 +305,7 @@ def payout_command(req: svc.PayoutRequest) -> PayoutCommand:
         idempotency_key=req.idempotency_key,
         fingerprint=fingerprint("Payout", canonical_without_key(req)),
         amount=amount, destination=destination, instant=req.instant, reference=req.reference,
+        accept_payee_verification_risk=req.accept_payee_verification_risk,
     )  # fmt: skip
 
 

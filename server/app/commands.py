@@ -55,3 +55,5 @@ class PayoutCommand:
     destination: PayoutDestination
     instant: bool
     reference: str
+    # Verification of Payee: a CLOSE_MATCH or NOT_POSSIBLE does not stop the payout (recorded on it).
+    accept_payee_verification_risk: bool = False

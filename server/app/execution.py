@@ -147,7 +147,7 @@ async def drive(
     try:
         outcome = await send(deadline)
     except PspUnavailableError as exc:
-        await _stop_unfinished(flow, started, store, ctx, policy, now, possibly_executed=exc.possibly_executed)
+        await stop_unfinished(flow, started, store, ctx, policy, now, possibly_executed=exc.possibly_executed)
         raise PspUnavailable(
             "the payment provider did not give a final answer; retry with the same idempotency key",
             exc.retry_after or policy.default_retry_after_seconds,
@@ -156,7 +156,7 @@ async def drive(
         verdict = judge_rejection(exc.rejection, resumed=started.resumed, possibly_executed=exc.possibly_executed)
         if verdict is Verdict.RETRY_LATER:
             credentials_refused(resource.psp, exc.code, public_id)
-            await _stop_unfinished(flow, started, store, ctx, policy, now, possibly_executed=exc.possibly_executed)
+            await stop_unfinished(flow, started, store, ctx, policy, now, possibly_executed=exc.possibly_executed)
             raise PspUnavailable(
                 "the payment provider is unavailable; retry with the same idempotency key",
                 policy.default_retry_after_seconds,
@@ -168,7 +168,7 @@ async def drive(
             log.warning("psp rejected a request that may have executed (%s): looking it up", exc.code)
             outcome = await _ask(look_up, deadline)
     if outcome.kind is OutcomeKind.UNKNOWN:
-        await _stop_unfinished(flow, started, store, ctx, policy, now, possibly_executed=True)
+        await stop_unfinished(flow, started, store, ctx, policy, now, possibly_executed=True)
         raise PspUnavailable(
             "the payment provider's answer was lost; retry with the same idempotency key",
             policy.default_retry_after_seconds,
@@ -203,7 +203,7 @@ async def _ask(look_up: Callable[[Deadline], Awaitable[PspOutcome]], deadline: D
         return PspOutcome(OutcomeKind.UNKNOWN)
 
 
-async def _stop_unfinished(
+async def stop_unfinished(
     flow: Flow[R], started: Started[R], store: OperationStore, ctx: CallContext, policy: ExecutionPolicy,
     now: Callable[[], datetime], *, possibly_executed: bool,
 ) -> None:  # fmt: skip

@@ -15,6 +15,7 @@ from server.app.deadline import Deadline
 from server.app.execution import ExecutionPolicy, answer_begun, begin_with_wait, drive, key_claim
 from server.app.flows import Flow
 from server.app.orders import payout_order
+from server.app.payee_check import PayeeCheck, PayeeVerificationStore
 from server.app.psp import (
     OutcomeKind,
     PaymentProvider,
@@ -30,8 +31,9 @@ from server.domain.errors import FieldViolation, InvalidRequest, NotFound
 from server.domain.finality import may_resend
 from server.domain.idempotency import Operation
 from server.domain.ids import IdKind, new_id, parse_id
-from server.domain.model import Payment, Payout, Refund, StripeAccountDestination
+from server.domain.model import PayeeVerification, Payment, Payout, Refund, StripeAccountDestination
 from server.domain.money import Money
+from server.domain.payee_verification import needs_payee_verification
 from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus, is_final
 
 R = TypeVar("R", Payment, Refund, Payout)
@@ -56,6 +58,7 @@ class Operations:
         encoder: ReplyEncoder,
         policy: ExecutionPolicy,
         now: Callable[[], datetime],
+        payees: PayeeVerificationStore,
     ) -> None:
         self._store = store
         self._reader = reader
@@ -63,6 +66,7 @@ class Operations:
         self._encoder = encoder
         self._policy = policy
         self._now = now
+        self._payee_check = PayeeCheck(payees, store, providers, encoder, policy, now)
 
     # -- the RPCs ------------------------------------------------------------------------------
 
@@ -131,6 +135,8 @@ class Operations:
             id=new_id(), client_id=ctx.client_id, status=PayoutStatus.PENDING, amount=cmd.amount,
             destination=cmd.destination, instant=cmd.instant, reference=cmd.reference,
             psp=provider.name, psp_reference=None, failure=None, created_at=at, updated_at=at,
+            payee_verification=PayeeVerification(risk_accepted=cmd.accept_payee_verification_risk)
+            if needs_payee_verification(cmd.destination) else None,
         )  # fmt: skip
         # Facts the PSP needs identical on every attempt (e.g. SEPA message ids) are stored at creation.
         draft = dataclasses.replace(draft, psp_data=provider.prepare_payout(payout_order(draft, cmd.idempotency_key)))
@@ -151,10 +157,20 @@ class Operations:
     ) -> Reply:
         """Drives the PSP for an execution this caller now owns, with the same PSP key as every earlier
         attempt. Past the PSP's key lifetime a resend would execute again, so from then on, on every path
-        (client retry, recovery worker), the PSP is only asked what became of it."""
-        send, ask = await self._psp_calls(started.resource, key, started.operation)
+        (client retry, recovery worker), the PSP is only asked what became of it.
+
+        A SEPA payout that may still be sent passes its payee check first (payee_check.py): a refusal
+        ends the execution there, with nothing sent."""
         ttl = self._providers.by_name(started.resource.psp).key_ttl_seconds
         resend = may_resend(started.key_age_seconds, ttl)
+        if resend and isinstance(started.resource, Payout):
+            # One PSP budget for the check and the transfer after it: the key's lease covers one.
+            budget = self._policy.psp_deadline(ctx.deadline)
+            checked = await self._payee_check.before_sending(started, ctx, budget)
+            if isinstance(checked, Reply):
+                return checked
+            started, ctx = checked, dataclasses.replace(ctx, deadline=budget)
+        send, ask = await self._psp_calls(started.resource, key, started.operation)
         return await self._complete(started, send if resend else ask, ask, ctx, settle=False)
 
     async def settle(

@@ -15,7 +15,7 @@ from typing import Protocol
 from server.app.deadline import Deadline
 from server.domain.finality import Rejection
 from server.domain.idempotency import Operation
-from server.domain.model import Failure, NextAction, PayoutDestination
+from server.domain.model import Failure, NextAction, PayeeMatch, PayoutDestination
 from server.domain.money import Money
 
 
@@ -113,6 +113,27 @@ class PayoutOrder:
 Order = ChargeOrder | RefundOrder | PayoutOrder | CaptureOrder | CancelOrder
 
 
+@dataclass(frozen=True, slots=True)
+class PayeeCheckOrder:
+    """Verification of Payee for a SEPA payout: does `name` hold the account `iban`? A question, not a
+    transfer: asking twice moves no money, so it needs no PSP idempotency key."""
+
+    payout_id: str
+    client_id: str
+    iban: str = field(repr=False)  # never in a repr, log or span: mask_iban only
+    name: str = field(repr=False)  # personal data
+    bic: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PayeeAnswer:
+    """The creditor bank's answer; `suggested_name` is the holder's name with a CLOSE_MATCH."""
+
+    result: PayeeMatch
+    suggested_name: str = field(default="", repr=False)
+    psp_request_id: str | None = None
+
+
 class PspError(Exception):
     """Root of the errors adapters raise for one attempt."""
 
@@ -200,6 +221,14 @@ class PaymentProvider(Protocol):
 
     async def cancel(self, order: CancelOrder, deadline: Deadline) -> PspOutcome:
         """Voids an authorized or unfinished charge; the outcome is the charge's state afterwards."""
+        ...
+
+    async def verify_payee(self, order: PayeeCheckOrder, deadline: Deadline) -> PayeeAnswer:
+        """Verification of Payee at the creditor's bank, asked before a SEPA payout is sent.
+
+        Raises PspUnavailableError without an answer (the check is asked again, never guessed) and
+        PspRejectedError from a PSP that has no such check (a card PSP) or refuses the request.
+        """
         ...
 
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:

@@ -459,11 +459,12 @@ def charge_call(stub: PaymentAsyncStub, name: str, ids: list[str], metadata: tup
 
 
 def payout_call(stub: PaymentAsyncStub, name: str) -> Call:
-    """A SEPA payout with a key never used before, to an account the bank sandbox accepts."""
+    """A SEPA payout with a key never used before, to an account the bank sandbox accepts, named as its
+    holder so Verification of Payee answers MATCH (adapters/sandboxes/bank_payees.py)."""
     run = uuid.uuid4().hex[:8]
     numbers = itertools.count()
     account = res.SepaAccount(
-        iban=TEST_IBAN_ACCEPT, name="Bench Seller GmbH", address=res.PostalAddress(country="DE", town="Berlin")
+        iban=TEST_IBAN_ACCEPT, name="Müller GmbH", address=res.PostalAddress(country="DE", town="Berlin")
     )
 
     async def payout(_: int) -> None:

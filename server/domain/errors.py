@@ -30,6 +30,8 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
         self.reason = self.default_reason
+        # ErrorInfo.metadata: facts a caller acts on (e.g. the id of the resource the refusal left).
+        self.metadata: dict[str, str] = {}
 
 
 class RequestRejected(ServiceError):
@@ -111,6 +113,42 @@ class PaymentNotCancelable(RequestRejected):
     """Only an authorized (REQUIRES_CAPTURE) or unfinished (REQUIRES_ACTION) payment can be voided."""
 
     default_reason = "PAYMENT_NOT_CANCELABLE"
+
+
+class PayeeRefused(RequestRejected):
+    """Verification of Payee stopped a SEPA payout before anything was sent (server/domain/payee_verification.py).
+
+    The payout stays, FAILED with the bank's answer in `payee_verification`; its id is in the ErrorInfo
+    metadata (`payout_id`) so the caller can show its user what the bank said (GetPayout). The name the
+    bank suggested is not in the error: errors end up in callers' logs, names are personal data.
+    """
+
+    message_text = "the payee's bank did not confirm the account holder's name"
+
+    def __init__(self, payout_id: str) -> None:
+        super().__init__(self.message_text)
+        self.metadata = {"payout_id": payout_id}
+
+
+class PayeeNameMismatch(PayeeRefused):
+    default_reason = "PAYEE_NAME_MISMATCH"
+    message_text = "the payee's bank says the name is not the account holder's (Verification of Payee: no match)"
+
+
+class PayeeNameCloseMatch(PayeeRefused):
+    default_reason = "PAYEE_NAME_CLOSE_MATCH"
+    message_text = (
+        "the payee's bank says the name is close to the account holder's but not it (Verification of Payee: close"
+        " match); the holder's name is on the payout, send again with accept_payee_verification_risk to pay anyway"
+    )
+
+
+class PayeeVerificationUnavailable(PayeeRefused):
+    default_reason = "PAYEE_VERIFICATION_UNAVAILABLE"
+    message_text = (
+        "the payee's bank could not verify the account holder's name (Verification of Payee: not possible);"
+        " send again with accept_payee_verification_risk to pay anyway"
+    )
 
 
 class PspUnavailable(RetryLater):

@@ -138,6 +138,33 @@ class DestinationType(StrEnum):
     STRIPE_ACCOUNT = "stripe_account"
 
 
+class PayeeMatch(StrEnum):
+    """The four answers of the EPC VOP scheme (wire codes MTCH, CMTC, NMTC, NOAP)."""
+
+    MATCH = "MATCH"
+    CLOSE_MATCH = "CLOSE_MATCH"
+    NO_MATCH = "NO_MATCH"
+    NOT_POSSIBLE = "NOT_POSSIBLE"
+
+
+@dataclass(frozen=True, slots=True)
+class PayeeVerification:
+    """A SEPA payout's payee check as stored with it.
+
+    `result` is None until the bank has answered; nothing is sent to the bank before it has.
+    `suggested_name` is the holder's name the bank returned with a CLOSE_MATCH (personal data: returned
+    to the caller, never logged). `risk_accepted` is the request's `accept_payee_verification_risk`.
+    """
+
+    result: PayeeMatch | None = None
+    suggested_name: str = ""
+    risk_accepted: bool = False
+
+    @property
+    def answered(self) -> bool:
+        return self.result is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Payout:
     id: uuid.UUID
@@ -153,3 +180,6 @@ class Payout:
     created_at: datetime
     updated_at: datetime
     psp_data: dict[str, str] = field(default_factory=dict)
+    # Verification of Payee (server/domain/payee_verification.py): None where it does not apply (a Stripe
+    # account) or for a payout created before it existed; a SEPA payout is created with it unanswered.
+    payee_verification: PayeeVerification | None = None

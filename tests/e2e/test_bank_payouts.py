@@ -15,6 +15,7 @@ from adapters.bank.adapter import BankTransferAdapter
 from adapters.bank.pain001 import DebtorAccount
 from adapters.directory import ProviderSet
 from adapters.retry import RetryingProvider, RetryPolicy
+from adapters.sandboxes.bank_payees import TEST_IBAN_ANY_HOLDER
 from adapters.sandboxes.bank_sandbox import (
     TEST_IBAN_AC01,
     TEST_IBAN_AC04,
@@ -131,12 +132,15 @@ def test_paid_payout_is_later_returned(bank: BankServer) -> None:
 
 
 def test_dropped_submission_then_retry_is_one_transfer(bank: BankServer) -> None:
-    bank.sandbox.inject("drop_after_work", count=1, method="POST")
+    # The payment file's answer is lost (the payee check before it is a request of its own, unfaulted).
+    bank.sandbox.inject("drop_after_work", count=1, method="POST", path_prefix="/v1/payment-files")
     payout = bank.payout(sepa_payout("drop-1"))
     assert payout.status == res.PAYOUT_STATUS_PROCESSING
     assert bank.sandbox.executions_for(payout.psp_reference) == 1
-    keys = {r.idempotency_key for r in bank.sandbox.requests() if r.method == "POST"}
-    assert len(keys) == 1
+    submissions = [r for r in bank.sandbox.requests() if r.method == "POST" and r.path == "/v1/payment-files"]
+    assert submissions[0].fault == "drop_after_work"
+    assert len(submissions) >= 2, "the file was sent again after its answer was lost"
+    assert len({r.idempotency_key for r in submissions}) == 1
 
 
 @pytest.mark.parametrize(
@@ -165,6 +169,7 @@ def test_invalid_bic_names_the_field(bank: BankServer) -> None:
 
 
 def test_umlauts_are_transliterated_not_refused(bank: BankServer) -> None:
-    payout = bank.payout(sepa_payout("uml", name="Müller & Söhne GmbH"))
+    # An account the sandbox bank has no holder for: Verification of Payee confirms any name there.
+    payout = bank.payout(sepa_payout("uml", name="Müller & Söhne GmbH", iban=TEST_IBAN_ANY_HOLDER))
     assert payout.status == res.PAYOUT_STATUS_PROCESSING
     assert payout.sepa_account.name == "Müller & Söhne GmbH", "the caller's text is kept as sent"

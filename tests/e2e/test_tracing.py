@@ -134,6 +134,32 @@ def test_one_trace_from_caller_to_psp(traced: TracedServer, exporter: InMemorySp
     assert all(tp.split("-")[1] == format(trace_id, "032x") for tp in traceparents)
 
 
+def test_the_payee_check_is_traced_before_the_transfer(traced: TracedServer, exporter: InMemorySpanExporter) -> None:
+    """Verification of Payee is a PSP call like the transfer: its own span with one child per attempt, in the
+    payout's trace, before psp.payout; labelled by the scheme's result, never by the name."""
+    traced.bank_sandbox.inject("http_500", count=1, method="POST", path_prefix="/v1/payee-verifications")
+    tracer = trace.get_tracer("test-caller")
+    with tracer.start_as_current_span("caller.payout") as caller:
+        request = sepa_payout("traced-vop", name="Mueller GmbH")
+        request.accept_payee_verification_risk = True
+        payout = traced.harness.stub.Payout(request, metadata=traceparent_metadata(), timeout=10).payout
+    trace_id = caller.get_span_context().trace_id
+    payout_span = "/payments.v1.PaymentService/Payout"
+    wait_for_spans(exporter, lambda ss: any(s.name == payout_span and s.context.trace_id == trace_id for s in ss))
+    spans = spans_of(exporter, trace_id)
+    server = _one(spans, payout_span)
+    assert (server.attributes or {})["payout.id"] == payout.id
+    assert (server.attributes or {})["payout.payee_verification"] == "CLOSE_MATCH"
+    check, transfer = _one(spans, "psp.verify_payee"), _one(spans, "psp.payout")
+    assert (check.end_time or 0) <= (transfer.start_time or 0)
+    assert (check.attributes or {})["psp.outcome"] == "payee_close_match"
+    attempts = sorted(_children(spans, check), key=lambda s: s.start_time or 0)
+    assert [(a.attributes or {})["psp.outcome"] for a in attempts] == ["unavailable", "payee_close_match"]
+    attributes = json.dumps([dict(s.attributes or {}) for s in spans], default=str)
+    assert "Mueller" not in attributes
+    assert "Müller" not in attributes
+
+
 def test_replay_is_traced_without_a_psp_call(traced: TracedServer, exporter: InMemorySpanExporter) -> None:
     traced.harness.stub.Charge(charge("traced-replay"), timeout=10)
     tracer = trace.get_tracer("test-caller")

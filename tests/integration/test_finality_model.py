@@ -59,8 +59,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from adapters.bank.payee_check import answer_of
 from adapters.directory import ProviderSet
 from adapters.retry import RetryingProvider, RetryPolicy
+from adapters.sandboxes.bank_payees import payee_answer
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
 from server.app.commands import ChargeCommand, PayoutCommand, RefundCommand
@@ -74,6 +76,8 @@ from server.app.psp import (
     ChargeOrder,
     Order,
     OutcomeKind,
+    PayeeAnswer,
+    PayeeCheckOrder,
     PayoutOrder,
     PspOutcome,
     PspRejectedError,
@@ -88,7 +92,7 @@ from server.domain.errors import IdempotencyKeyInUse, PspUnavailable
 from server.domain.finality import RecoverySchedule, Rejection
 from server.domain.idempotency import Operation, psp_idempotency_key
 from server.domain.ids import IdKind, format_id
-from server.domain.model import Failure, PayoutDestination, SepaDestination, StripeAccountDestination
+from server.domain.model import Failure, PayeeMatch, PayoutDestination, SepaDestination, StripeAccountDestination
 from server.domain.money import Money
 from storage.database import Database, create_pool
 
@@ -260,6 +264,17 @@ class ScriptedPsp:
 
     async def cancel(self, order: CancelOrder, deadline: Deadline) -> PspOutcome:
         raise PspRejectedError("the model charges with automatic capture only", code="unsupported_operation")
+
+    async def verify_payee(self, order: PayeeCheckOrder, deadline: Deadline) -> PayeeAnswer:
+        """The bank sandbox's test accounts (adapters/sandboxes/bank_payees.py): the model's SEPA account is
+        Müller GmbH's, named as its holder, so every check lets the payout on to the transfer this model
+        is about (the policy on the other answers: tests/e2e/test_payee_verification.py)."""
+        code, holder = payee_answer(order.iban, order.name)
+        answer = answer_of(code, holder)
+        if answer is None or answer.result is not PayeeMatch.MATCH:
+            self.violations.append(f"payee check of {order.payout_id} answered {code}: the model expects a match")
+            raise PspUnavailableError("unexpected payee answer", possibly_executed=False)
+        return answer
 
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
         fault = self._next_fault(order.psp_key)
@@ -545,7 +560,7 @@ class Request:
 
 
 SEPA_ACCOUNT = SepaDestination(
-    iban="DE89370400440532013000", bic="COBADEFFXXX", name="Model GmbH", country="DE", town="Berlin"
+    iban="DE89370400440532013000", bic="COBADEFFXXX", name="Müller GmbH", country="DE", town="Berlin"
 )
 
 

@@ -17,12 +17,14 @@ from google.protobuf import json_format
 
 from server.api.convert import payment_pb, payout_pb, refund_pb
 from server.app.store import KeyClaim, RefundSettlement, Started, StoredReply, Transition
-from server.domain.errors import ServiceError
+from server.domain.errors import IdempotencyKeyInUse, ServiceError
 from server.domain.idempotency import Operation
 from server.domain.ids import IdKind, format_id
 from server.domain.model import (
     CaptureMethod,
     Failure,
+    PayeeMatch,
+    PayeeVerification,
     Payment,
     Payout,
     PayoutDestination,
@@ -35,6 +37,7 @@ from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus, Reso
 from storage.database import Database, create_pool
 from storage.events_store import EVENT_TYPES, EventCursor, PostgresEventStore
 from storage.operations_store import PostgresOperationStore
+from storage.payee_store import PostgresPayeeStore
 from storage.reader import fetch_payment, fetch_payout, fetch_refund
 from storage.worker_store import PostgresWorkerStore
 
@@ -327,6 +330,51 @@ async def test_payout_payloads_equal_convert(db: Database, destination: PayoutDe
             payout.id, SECOND,
         )  # fmt: skip
     await assert_payout_events_render(db, payout.id, 3)
+
+
+@pytest.mark.parametrize(
+    ("answer", "risk_accepted", "to"),
+    [
+        (PayeeVerification(PayeeMatch.MATCH), False, "PROCESSING"),
+        (PayeeVerification(PayeeMatch.CLOSE_MATCH, "Müller GmbH"), True, "PROCESSING"),
+        (PayeeVerification(PayeeMatch.NO_MATCH), False, "FAILED"),
+    ],
+    ids=["match", "close-match-risk-accepted", "no-match"],
+)
+async def test_payee_verification_payloads_equal_convert(
+    db: Database, answer: PayeeVerification, risk_accepted: bool, to: str
+) -> None:
+    """Verification of Payee in the event: unanswered at creation (an empty message), then the bank's answer,
+    stored apart from any transition, travels with the next one."""
+    store = PostgresOperationStore(db)
+    pending = PayeeVerification(risk_accepted=risk_accepted)
+    payout = payout_draft(SEPA, created_at=MILLI, updated_at=MILLI, payee_verification=pending)
+    started = await store.begin_payout(key_claim(f"p-{payout.id}", Operation.PAYOUT), payout)
+    assert isinstance(started, Started)
+    await assert_payout_events_render(db, payout.id, 1)
+    answered = dataclasses.replace(answer, risk_accepted=risk_accepted)
+    checked = await PostgresPayeeStore(db).record_payee_verification(started.lease, payout, answered, MICRO)
+    assert checked.payee_verification == answered
+    assert len(await outbox(db, format_id(IdKind.PAYOUT, payout.id))) == 1, "an answer alone is no transition"
+    await store.record_outcome(started.lease, moved(checked, to, MICRO), OK)
+    await assert_payout_events_render(db, payout.id, 2)
+
+
+async def test_a_payee_answer_is_stored_once_and_only_by_the_keys_holder(db: Database) -> None:
+    store, payees = PostgresOperationStore(db), PostgresPayeeStore(db)
+    payout = payout_draft(SEPA, payee_verification=PayeeVerification())
+    started = await store.begin_payout(key_claim(f"p-{payout.id}", Operation.PAYOUT), payout)
+    assert isinstance(started, Started)
+    stranger = dataclasses.replace(started.lease, token=uuid.uuid4())
+    with pytest.raises(IdempotencyKeyInUse):
+        await payees.record_payee_verification(stranger, payout, PayeeVerification(PayeeMatch.MATCH), AT)
+    await payees.record_payee_verification(started.lease, payout, PayeeVerification(PayeeMatch.NO_MATCH), AT)
+    with pytest.raises(IdempotencyKeyInUse):  # answered already: a second answer never replaces the first
+        await payees.record_payee_verification(started.lease, payout, PayeeVerification(PayeeMatch.MATCH), AT)
+    async with db.connection() as conn:
+        stored = await fetch_payout(conn, "c", payout.id)
+    assert stored is not None
+    assert stored.payee_verification == PayeeVerification(PayeeMatch.NO_MATCH)
 
 
 # -- the feed: visibility without gaps ----------------------------------------------------------------

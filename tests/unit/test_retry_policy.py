@@ -14,6 +14,8 @@ from server.app.psp import (
     ChargeOrder,
     Order,
     OutcomeKind,
+    PayeeAnswer,
+    PayeeCheckOrder,
     PayoutOrder,
     PspOutcome,
     PspRejectedError,
@@ -21,7 +23,7 @@ from server.app.psp import (
     RefundOrder,
 )
 from server.domain.idempotency import Operation
-from server.domain.model import PayoutDestination
+from server.domain.model import PayeeMatch, PayoutDestination
 from server.domain.money import Money
 
 ORDER = ChargeOrder("pay_1", "c", "k", "charge-abc", Money(100, "EUR"), "pm_card_visa", "", "", {})
@@ -62,6 +64,12 @@ class ScriptedPsp:
 
     async def lookup(self, order: Order, psp_reference: str | None, deadline: Deadline) -> PspOutcome:
         raise NotImplementedError
+
+    async def verify_payee(self, order: PayeeCheckOrder, deadline: Deadline) -> PayeeAnswer:
+        self.keys.append(f"payee:{order.payout_id}")
+        if self.failures:
+            raise self.failures.pop(0)
+        return PayeeAnswer(PayeeMatch.CLOSE_MATCH, "Müller GmbH", "req_1")
 
     def prepare_payout(self, order: PayoutOrder) -> dict[str, str]:
         return {}
@@ -156,3 +164,24 @@ async def test_a_first_attempt_rejection_is_not_marked_possibly_executed() -> No
     with pytest.raises(PspRejectedError) as caught:
         await provider.charge(ORDER, Deadline.after(5))
     assert not caught.value.possibly_executed
+
+
+async def test_the_payee_check_is_retried_and_reported_by_its_result() -> None:
+    """Verification of Payee goes through the same retries as every PSP call; attempts are labelled by
+    the scheme's result, never by the name."""
+    psp = ScriptedPsp([unavailable(), unavailable(retry_after=0.5)])
+    reports: list[AttemptReport] = []
+    sleep = RecordingSleep()
+    provider = RetryingProvider(psp, RetryPolicy(max_attempts=5), observers=[reports.append], sleep=sleep)
+    order = PayeeCheckOrder("po_1", "c", iban="DE89370400440532013000", name="Mueller GmbH")
+    answer = await provider.verify_payee(order, Deadline.none())
+    assert answer == PayeeAnswer(PayeeMatch.CLOSE_MATCH, "Müller GmbH", "req_1")
+    assert psp.keys == ["payee:po_1"] * 3
+    assert sleep.waits[1] == 0.5
+    assert [(r.operation, r.outcome, r.psp_request_id) for r in reports][-1] == (
+        "verify_payee",
+        "payee_close_match",
+        "req_1",
+    )
+    assert "Müller" not in repr(order) + repr(answer)
+    assert "DE89" not in repr(order)

@@ -81,11 +81,14 @@ def refund_request(key: str, payment_id: str, amount: res.Money | None, reason: 
 
 def payout_request(
     key: str, amount: res.Money, *, sepa_account: res.SepaAccount | None, stripe_account_id: str | None,
-    instant: bool, reference: str,
+    instant: bool, reference: str, accept_payee_verification_risk: bool = False,
 ) -> svc.PayoutRequest:  # fmt: skip
     if (sepa_account is None) == (stripe_account_id is None):
         raise ValueError("a payout needs exactly one destination: sepa_account or stripe_account_id")
-    request = svc.PayoutRequest(idempotency_key=key, amount=amount, instant=instant, reference=reference)
+    request = svc.PayoutRequest(
+        idempotency_key=key, amount=amount, instant=instant, reference=reference,
+        accept_payee_verification_risk=accept_payee_verification_risk,
+    )  # fmt: skip
     if sepa_account is not None:
         request.sepa_account.CopyFrom(sepa_account)
     else:

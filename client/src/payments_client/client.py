@@ -117,14 +117,17 @@ class PaymentsClient:
         stripe_account_id: str | None = None,
         instant: bool = False,
         reference: str = "",
+        accept_payee_verification_risk: bool = False,
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> Result[res.Payout]:
-        """Pays a seller: exactly one of `sepa_account` (SEPA credit transfer) or `stripe_account_id`."""
+        """Pays a seller: exactly one of `sepa_account` (SEPA credit transfer) or `stripe_account_id`.
+        A SEPA payout is sent only after the payee's bank confirms the name (Verification of Payee);
+        `accept_payee_verification_risk` pays on a close match or when the check is not possible."""
         key = idempotency_key or _shared.new_idempotency_key()
         request = _shared.payout_request(
             key, amount, sepa_account=sepa_account, stripe_account_id=stripe_account_id, instant=instant,
-            reference=reference,
+            reference=reference, accept_payee_verification_risk=accept_payee_verification_risk,
         )  # fmt: skip
         response, replayed, attempts = self._unary(self._stub.Payout, request, "Payout", key, timeout)
         return Result(response.payout, key, replayed, attempts)

@@ -203,12 +203,18 @@ class PayoutRequest(_message.Message):
     STRIPE_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     INSTANT_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
+    ACCEPT_PAYEE_VERIFICATION_RISK_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     stripe_account_id: _builtins.str
     instant: _builtins.bool
     """SEPA Instant Credit Transfer (EUR only, at most EUR 100,000)."""
     reference: _builtins.str
     """Remittance information (at most 140 characters of the SEPA character set)."""
+    accept_payee_verification_risk: _builtins.bool
+    """SEPA: send the payout even if Verification of Payee answers CLOSE_MATCH or NOT_POSSIBLE (the
+    caller has shown its user the bank's answer and the user confirmed). Recorded on the payout.
+    A NO_MATCH is refused whatever this says.
+    """
     @_builtins.property
     def amount(self) -> _resources_pb2.Money: ...
     @_builtins.property
@@ -222,10 +228,11 @@ class PayoutRequest(_message.Message):
         stripe_account_id: _builtins.str = ...,
         instant: _builtins.bool = ...,
         reference: _builtins.str = ...,
+        accept_payee_verification_risk: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "destination", b"destination", "sepa_account", b"sepa_account", "stripe_account_id", b"stripe_account_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "destination", b"destination", "idempotency_key", b"idempotency_key", "instant", b"instant", "reference", b"reference", "sepa_account", b"sepa_account", "stripe_account_id", b"stripe_account_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_payee_verification_risk", b"accept_payee_verification_risk", "amount", b"amount", "destination", b"destination", "idempotency_key", b"idempotency_key", "instant", b"instant", "reference", b"reference", "sepa_account", b"sepa_account", "stripe_account_id", b"stripe_account_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_destination: _TypeAlias = _typing.Literal["sepa_account", "stripe_account_id"]  # noqa: Y015
     _WhichOneofArgType_destination: _TypeAlias = _typing.Literal["destination", b"destination"]  # noqa: Y015

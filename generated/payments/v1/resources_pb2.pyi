@@ -136,6 +136,36 @@ PAYOUT_STATUS_RETURNED: PayoutStatus.ValueType  # 5
 PAYOUT_STATUS_REQUIRES_RECONCILIATION: PayoutStatus.ValueType  # 6
 Global___PayoutStatus: _TypeAlias = PayoutStatus  # noqa: Y015
 
+class _PayeeVerificationResult:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PayeeVerificationResultEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PayeeVerificationResult.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYEE_VERIFICATION_RESULT_UNSPECIFIED: _PayeeVerificationResult.ValueType  # 0
+    PAYEE_VERIFICATION_RESULT_MATCH: _PayeeVerificationResult.ValueType  # 1
+    """The name is the account holder's (EPC MTCH)."""
+    PAYEE_VERIFICATION_RESULT_CLOSE_MATCH: _PayeeVerificationResult.ValueType  # 2
+    """Almost the holder's name (case, diacritics, legal form, word order); see suggested_name (EPC CMTC)."""
+    PAYEE_VERIFICATION_RESULT_NO_MATCH: _PayeeVerificationResult.ValueType  # 3
+    """Not the account holder's name (EPC NMTC)."""
+    PAYEE_VERIFICATION_RESULT_NOT_POSSIBLE: _PayeeVerificationResult.ValueType  # 4
+    """The creditor bank could not verify the name (EPC NOAP)."""
+
+class PayeeVerificationResult(_PayeeVerificationResult, metaclass=_PayeeVerificationResultEnumTypeWrapper):
+    """The four answers of the EPC Verification of Payee scheme."""
+
+PAYEE_VERIFICATION_RESULT_UNSPECIFIED: PayeeVerificationResult.ValueType  # 0
+PAYEE_VERIFICATION_RESULT_MATCH: PayeeVerificationResult.ValueType  # 1
+"""The name is the account holder's (EPC MTCH)."""
+PAYEE_VERIFICATION_RESULT_CLOSE_MATCH: PayeeVerificationResult.ValueType  # 2
+"""Almost the holder's name (case, diacritics, legal form, word order); see suggested_name (EPC CMTC)."""
+PAYEE_VERIFICATION_RESULT_NO_MATCH: PayeeVerificationResult.ValueType  # 3
+"""Not the account holder's name (EPC NMTC)."""
+PAYEE_VERIFICATION_RESULT_NOT_POSSIBLE: PayeeVerificationResult.ValueType  # 4
+"""The creditor bank could not verify the name (EPC NOAP)."""
+Global___PayeeVerificationResult: _TypeAlias = PayeeVerificationResult  # noqa: Y015
+
 @_typing.final
 class Money(_message.Message):
     """An amount of money in integer minor units of an ISO 4217 currency (cents for EUR, yen for JPY).
@@ -574,6 +604,7 @@ class Payout(_message.Message):
     FAILURE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    PAYEE_VERIFICATION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Our id, "po_" followed by 32 hex digits."""
     status: Global___PayoutStatus.ValueType
@@ -596,6 +627,13 @@ class Payout(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def payee_verification(self) -> Global___PayeeVerification:
+        """Verification of Payee (EU 2024/886) of a SEPA payout: the creditor bank's answer on whether
+        sepa_account.name is the account holder's. Unset for payouts VoP does not apply to (a Stripe
+        account) and for SEPA payouts created before VoP.
+        """
+
     def __init__(
         self,
         *,
@@ -611,13 +649,44 @@ class Payout(_message.Message):
         failure: Global___Failure | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        payee_verification: Global___PayeeVerification | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "destination", b"destination", "failure", b"failure", "sepa_account", b"sepa_account", "stripe_account_id", b"stripe_account_id", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "destination", b"destination", "failure", b"failure", "payee_verification", b"payee_verification", "sepa_account", b"sepa_account", "stripe_account_id", b"stripe_account_id", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "destination", b"destination", "failure", b"failure", "id", b"id", "instant", b"instant", "psp", b"psp", "psp_reference", b"psp_reference", "reference", b"reference", "sepa_account", b"sepa_account", "status", b"status", "stripe_account_id", b"stripe_account_id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "destination", b"destination", "failure", b"failure", "id", b"id", "instant", b"instant", "payee_verification", b"payee_verification", "psp", b"psp", "psp_reference", b"psp_reference", "reference", b"reference", "sepa_account", b"sepa_account", "status", b"status", "stripe_account_id", b"stripe_account_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_destination: _TypeAlias = _typing.Literal["sepa_account", "stripe_account_id"]  # noqa: Y015
     _WhichOneofArgType_destination: _TypeAlias = _typing.Literal["destination", b"destination"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_destination) -> _WhichOneofReturnType_destination | None: ...
 
 Global___Payout: _TypeAlias = Payout  # noqa: Y015
+
+@_typing.final
+class PayeeVerification(_message.Message):
+    """The creditor bank's answer to a Verification of Payee request, asked before the transfer is sent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    SUGGESTED_NAME_FIELD_NUMBER: _builtins.int
+    RISK_ACCEPTED_FIELD_NUMBER: _builtins.int
+    result: Global___PayeeVerificationResult.ValueType
+    """UNSPECIFIED while the bank has not answered yet (nothing has been sent to the bank then)."""
+    suggested_name: _builtins.str
+    """CLOSE_MATCH: the account holder's name as the creditor bank holds it."""
+    risk_accepted: _builtins.bool
+    """The request set accept_payee_verification_risk: a CLOSE_MATCH or NOT_POSSIBLE did not stop it."""
+    def __init__(
+        self,
+        *,
+        result: Global___PayeeVerificationResult.ValueType = ...,
+        suggested_name: _builtins.str = ...,
+        risk_accepted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result", "risk_accepted", b"risk_accepted", "suggested_name", b"suggested_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayeeVerification: _TypeAlias = PayeeVerification  # noqa: Y015
