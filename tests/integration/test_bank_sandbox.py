@@ -14,6 +14,7 @@ from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from adapters.bank.pain001 import CreditTransfer, DebtorAccount, build_pain001, derive_message_ids
 from adapters.bank.pain002 import TransactionStatus, parse_pain002
+from adapters.bank.statements import read_camt
 from adapters.sandboxes.bank_sandbox import (
     DUPLICATE_REASON_CODE,
     FAULT_KINDS,
@@ -25,6 +26,7 @@ from adapters.sandboxes.bank_sandbox import (
     TEST_IBAN_RETURNED,
     BankSandbox,
 )
+from server.domain.bank_statements import BankDocument, Direction
 
 DEBTOR = DebtorAccount(name="Payments GmbH", iban="DE32370400449900000001", bic="COBADEFFXXX")
 AUTH = {"Authorization": "Bearer sandbox-token"}
@@ -192,15 +194,27 @@ def test_scripted_rejections(
     assert sandbox.executions_for(e2e) == 1  # the bank did attempt it
 
 
-def test_return_after_settlement(sandbox: BankSandbox, client: httpx.Client) -> None:
+def notifications(client: httpx.Client, after: int = 0) -> list[BankDocument]:
+    listing = client.get("/v1/notifications", params={"after": str(after)})
+    assert listing.status_code == 200
+    return [read_camt(client.get(f"/v1/notifications/{item['seq']}").content) for item in listing.json()["documents"]]
+
+
+def test_return_after_settlement_comes_as_a_camt054_not_a_status(sandbox: BankSandbox, client: httpx.Client) -> None:
     body, e2e = payment_file(TEST_IBAN_RETURNED)
     submit(client, body)
     sandbox.advance_clock(STEP * 2.5)
     assert status_of(client, e2e).status == "ACSC"
+    assert notifications(client) == []
     sandbox.advance_clock(STEP)
-    entry = status_of(client, e2e)
-    assert (entry.status, entry.reason_code) == ("RTND", RETURN_REASON_CODE)
-    assert entry.outcome == "returned"
+    assert status_of(client, e2e).status == "ACSC"  # a status report never says "returned"
+    (document,) = notifications(client)
+    assert document.message == "camt.054.001.08"
+    (entry,) = document.reports[0].entries
+    assert (entry.end_to_end_id, entry.return_reason, entry.direction) == (e2e, RETURN_REASON_CODE, Direction.CREDIT)
+    assert entry.booked
+    assert entry.amount_minor == 2_500
+    assert notifications(client, after=1) == []
 
 
 @pytest.mark.parametrize("iban", [TEST_IBAN_ACCEPT, TEST_IBAN_AC01, TEST_IBAN_AC04, TEST_IBAN_AM04, TEST_IBAN_RETURNED])
@@ -507,7 +521,8 @@ def test_zero_step_delay_is_final_immediately(sandbox: BankSandbox, client: http
     sandbox.set_step_delay(0)
     body, e2e = payment_file(TEST_IBAN_RETURNED)
     submit(client, body)
-    assert sandbox.status_of(e2e) == "RTND"
+    assert sandbox.status_of(e2e) == "ACSC"
+    assert [doc.reports[0].entries[0].return_reason for doc in notifications(client)] == [RETURN_REASON_CODE]
 
 
 def test_stop_is_prompt_with_idle_keep_alive_connections() -> None:
