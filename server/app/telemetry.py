@@ -38,6 +38,14 @@ captures_expiring = _meter.create_counter(
 psp_credentials_refused = _meter.create_counter(
     "payments.psp.credentials_refused", description="PSP refusals of our credentials (401/403): alert on it"
 )
+bank_discrepancies = _meter.create_counter(
+    "payments.bank.discrepancies",
+    description="reconciliation discrepancies found in bank statements, by kind (unknown_entry, amount_mismatch, "
+    "currency_mismatch, status_conflict, unbooked_payout): each needs finance",
+)
+bank_entries = _meter.create_counter(
+    "payments.bank.entries", description="bank statement entries imported, by kind and outcome"
+)
 
 _propagator = TraceContextTextMapPropagator()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -80,6 +80,9 @@ class WorkerPolicy:
 
 
 ReconciliationHook = Callable[[str, str], None]  # (resource id, psp)
+# A job the worker runs once per round, given the loop's time: it decides itself whether it is due (the
+# bank statement fetch, server/app/bank_statements.py).
+PeriodicJob = Callable[[float], Awaitable[None]]
 
 
 class BackgroundWorker:
@@ -92,6 +95,7 @@ class BackgroundWorker:
         policy: WorkerPolicy,
         now: Callable[[], datetime],
         on_reconciliation: list[ReconciliationHook] | None = None,
+        periodic: Sequence[PeriodicJob] = (),
     ) -> None:
         self._ops = operations
         self._store = store
@@ -100,6 +104,7 @@ class BackgroundWorker:
         self._policy = policy
         self._now = now
         self._hooks = on_reconciliation or []
+        self._periodic = list(periodic)
         self._next_prune = 0.0
         self._woken = asyncio.Event()
 
@@ -119,6 +124,7 @@ class BackgroundWorker:
                 try:
                     await self._claim(recoveries, polls)
                     await self._prune()
+                    await self._run_periodic()
                 except StorageUnavailable as exc:  # the database is away: try again next round
                     log.warning("worker round skipped: %s", exc.message)
                 except Exception:
@@ -156,6 +162,17 @@ class BackgroundWorker:
             targets = await self._store.claim_due_polls(limit=polls.free, lease_seconds=policy.lease_seconds)
             for target in targets:
                 polls.start(self._poll(target))
+
+    async def _run_periodic(self) -> None:
+        """Each periodic job on its own: a bank gateway that is down delays its statements only."""
+        now = asyncio.get_running_loop().time()
+        for job in self._periodic:
+            try:
+                await job(now)
+            except StorageUnavailable:
+                raise
+            except Exception as exc:
+                log.warning("periodic worker job failed: %s: %s", type(exc).__name__, exc)
 
     async def _prune(self) -> None:
         now = asyncio.get_running_loop().time()
