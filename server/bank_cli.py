@@ -31,7 +31,7 @@ def _jsonable(value: Any) -> Any:
 
 
 async def _with_statements(settings: Settings, work: Any) -> int:
-    from server.bootstrap import open_database_url, wire
+    from server.bootstrap import bank_statements, open_database_url
     from storage.database import Database, create_pool
     from storage.migrator import migrate_dsn
 
@@ -40,13 +40,7 @@ async def _with_statements(settings: Settings, work: Any) -> int:
         await migrate_dsn(dsn)
         db = Database(await create_pool(dsn, min_size=1, max_size=2))
         try:
-            from adapters.directory import ProviderSet
-            from adapters.sandboxes.inprocess import InProcessSandbox
-
-            # No PSP is called: the use cases only need a directory to exist.
-            idle = InProcessSandbox("inprocess")
-            core = wire(settings, db, ProviderSet(cards=idle, bank=idle))
-            result: int = await work(core.bank_statements(settings, []))
+            result: int = await work(bank_statements(settings, db, []))
             return result
         finally:
             await db.close()

@@ -235,12 +235,7 @@ class Core:
         return Admin(PostgresAdminStore(self.db), self.operations, frozenset(settings.admin_clients), policy, utc_now)
 
     def bank_statements(self, settings: Settings, feeds: list[StatementFeed]) -> BankStatements:
-        """Statements in and reconciliation (the worker's statement round, `payments bank …`)."""
-        policy = StatementPolicy(
-            fetch_every_seconds=settings.bank_statement_fetch_seconds,
-            booking_grace_business_days=settings.bank_booking_grace_days,
-        )
-        return BankStatements(PostgresStatementStore(self.db), feeds, policy, utc_now)
+        return bank_statements(settings, self.db, feeds)
 
     def worker(
         self, settings: Settings, policy: WorkerPolicy | None, webhook_psps: frozenset[str] = frozenset(),
@@ -265,6 +260,16 @@ class Core:
             self.operations, PostgresWorkerStore(self.db), self.reader, self.providers, policy, utc_now,
             periodic=periodic,
         )  # fmt: skip
+
+
+def bank_statements(settings: Settings, db: Database, feeds: list[StatementFeed]) -> BankStatements:
+    """Statements in and reconciliation: the worker's statement round (with the gateway's feeds) and
+    `payments bank import|reconcile` (without: files and the database only)."""
+    policy = StatementPolicy(
+        fetch_every_seconds=settings.bank_statement_fetch_seconds,
+        booking_grace_business_days=settings.bank_booking_grace_days,
+    )
+    return BankStatements(PostgresStatementStore(db), feeds, policy, utc_now)
 
 
 def event_feed(db: Database) -> EventFeed:

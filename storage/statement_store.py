@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from server.app.bank_statements import (
@@ -35,7 +35,7 @@ from server.domain.bank_statements import (
     match_entry,
     return_reason_text,
 )
-from server.domain.ids import IdKind, format_id
+from server.domain.ids import IdKind, format_id, parse_id, uuid7
 from server.domain.model import Failure
 from server.domain.states import PayoutStatus, ResourceType
 from storage.database import Database
@@ -46,10 +46,11 @@ _INSERT_REPORT = """
     INSERT INTO bank_reports (account_iban, kind, report_id, message, msg_id, fingerprint, source)
     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
 """
-# The payout an entry names, locked: a poll or a client retry moving it meanwhile waits for this import.
+# The payout an entry names, by primary key (its EndToEndId encodes the id) and only if it really holds
+# that EndToEndId; locked: a poll or a client retry moving it meanwhile waits for this import.
 _FIND_PAYOUT = """
     SELECT id, client_id, status, amount_minor, currency FROM payouts
-    WHERE psp_data ? 'end_to_end_id' AND psp_data->>'end_to_end_id' = $1
+    WHERE id = $1 AND psp_data->>'end_to_end_id' = $2
     FOR UPDATE
 """
 _INSERT_ENTRY = """
@@ -68,14 +69,19 @@ _RESOLVE_UNBOOKED = """
     UPDATE bank_discrepancies SET resolved_at = now()
     WHERE dedupe_key = 'unbooked_payout:' || $1::text AND resolved_at IS NULL
 """
-# Along payouts_paid_unbooked (0012): only PAID SEPA payouts no booking has confirmed, however many exist.
+# PAID SEPA payouts no booking has confirmed, among those created since $1: a range of the primary key
+# (UUIDv7, time-ordered), so the check reads the last weeks however long the history. No index on
+# status or psp_data: that would end HOT updates of every transition (0012_bank_statements.sql).
 _UNBOOKED = """
     SELECT p.id, p.psp_data->>'end_to_end_id' AS e2e, p.amount_minor, p.currency,
            (SELECT max(e.occurred_at) FROM resource_events e
             WHERE e.resource_id = p.id AND e.to_status = 'PAID') AS paid_at
     FROM payouts p
-    WHERE p.status = 'PAID' AND p.psp_data ? 'end_to_end_id' AND NOT p.psp_data ? 'booked_on'
+    WHERE p.id >= $1 AND p.status = 'PAID' AND p.psp_data ? 'end_to_end_id' AND NOT p.psp_data ? 'booked_on'
 """
+UNBOOKED_LOOKBACK = timedelta(days=35)
+"""How far back the unbooked check looks: a payout unbooked for longer was reported weeks ago, and its
+discrepancy stays open until a booking or finance closes it."""
 _DAY_COUNTS = """
     SELECT kind, count(*) AS n FROM bank_entries
     WHERE booking_date = $1 AND booked AND outcome NOT IN ('unknown_entry', 'amount_mismatch',
@@ -141,8 +147,8 @@ class PostgresStatementStore:
         row = None
         facts = None
         match = match_entry(entry, None)
-        if match.kind is not EntryKind.OTHER and entry.end_to_end_id is not None:
-            row = await conn.fetchrow(_FIND_PAYOUT, entry.end_to_end_id)
+        if match.kind is not EntryKind.OTHER and entry.end_to_end_id and entry.payout_id:
+            row = await conn.fetchrow(_FIND_PAYOUT, parse_id(IdKind.PAYOUT, entry.payout_id), entry.end_to_end_id)
             if row is not None:
                 facts = PayoutFacts(row["status"], row["amount_minor"], row["currency"])
                 match = match_entry(entry, facts)
@@ -214,7 +220,8 @@ class PostgresStatementStore:
     async def record_unbooked(self, as_of: date, grace_business_days: int) -> tuple[int, list[NewDiscrepancy]]:
         new: list[NewDiscrepancy] = []
         async with self._db.connection() as conn, conn.transaction():
-            rows = await conn.fetch(_UNBOOKED)
+            since = datetime.combine(as_of, time(), UTC) - UNBOOKED_LOOKBACK
+            rows = await conn.fetch(_UNBOOKED, uuid7(int(since.timestamp() * 1000), 0))
             for row in rows:
                 paid_at: datetime | None = row["paid_at"]
                 if paid_at is None or not is_overdue(paid_at.date(), as_of, grace_business_days):

@@ -30,6 +30,7 @@ from importlib import resources
 from typing import Final
 
 from adapters.bank.errors import DocumentError
+from adapters.bank.pain001 import payout_id_of
 from adapters.bank.xmltools import (
     Element,
     XmlSchema,
@@ -186,6 +187,7 @@ class _Reader:
                     raise DocumentError(f"entry {entry_seq} batches {len(details)} transactions without their amounts")
                 own = amount
             tx_direction = self.text(tx, "CdtDbtInd")
+            end_to_end_id = _meaningful(self.text(tx, "Refs/EndToEndId"))
             result.append(
                 replace(
                     base,
@@ -193,7 +195,8 @@ class _Reader:
                     amount_minor=own[0],
                     currency=own[1],
                     direction=Direction(tx_direction) if tx_direction else base.direction,
-                    end_to_end_id=_meaningful(self.text(tx, "Refs/EndToEndId")),
+                    end_to_end_id=end_to_end_id,
+                    payout_id=payout_id_of(end_to_end_id) if end_to_end_id else None,
                     return_reason=self.text(tx, "RtrInf/Rsn/Cd") or self.text(tx, "RtrInf/Rsn/Prtry"),
                     bank_reference=self.text(tx, "Refs/AcctSvcrRef") or base.bank_reference,
                 )

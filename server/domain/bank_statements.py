@@ -77,6 +77,7 @@ class StatementEntry:
     return_reason: str | None = None  # RtrInf/Rsn/Cd (or Prtry): the ISO ExternalReturnReason1Code
     entry_reference: str | None = None  # Ntry/NtryRef
     bank_reference: str | None = None  # TxDtls/Refs/AcctSvcrRef, else Ntry/AcctSvcrRef
+    payout_id: str | None = None  # po_… our EndToEndId encodes (set by the adapter that derives them)
 
     @property
     def key(self) -> str:

@@ -67,8 +67,7 @@ CREATE TABLE bank_feed_cursors (
     PRIMARY KEY (source, kind)
 );
 
--- Entries name payouts by EndToEndId, stored in psp_data before the first submission.
-CREATE INDEX payouts_by_end_to_end_id ON payouts ((psp_data->>'end_to_end_id')) WHERE psp_data ? 'end_to_end_id';
--- PAID SEPA payouts no statement has booked yet: what the unbooked-payout check reads (stays small).
-CREATE INDEX payouts_paid_unbooked ON payouts (updated_at)
-    WHERE status = 'PAID' AND psp_data ? 'end_to_end_id' AND NOT psp_data ? 'booked_on';
+-- No index on payouts: a status change must stay a HOT update (docs/performance.md), so no index may
+-- cover status or psp_data. An entry finds its payout by primary key instead (our EndToEndId E-<hex>
+-- encodes the payout id po_<hex>, adapters/bank/pain001.py), and the unbooked check reads a range of the
+-- time-ordered (UUIDv7) primary key: the last weeks of payouts, however long the history.

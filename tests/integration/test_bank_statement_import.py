@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
+from adapters.bank.pain001 import derive_message_ids
 from adapters.bank.statements import read_camt
 from server.app.bank_statements import BankStatements, StatementConflict, StatementPolicy
 from server.app.store import KeyClaim, Started, StoredReply, Transition
 from server.domain.bank_statements import BankDocument
 from server.domain.idempotency import Operation
+from server.domain.ids import IdKind, format_id, new_id
 from server.domain.model import Payout, SepaDestination
 from server.domain.money import Money
 from server.domain.states import PayoutStatus, ResourceType
@@ -42,14 +44,21 @@ def statements(db: Database, grace: int = 2) -> BankStatements:
     )
 
 
-def sample(name: str) -> BankDocument:
-    return read_camt((SAMPLES / name).read_bytes())
+def sample(name: str, payouts: dict[str, Payout] | None = None) -> BankDocument:
+    """A hand-made bank file, its invented EndToEndIds replaced by those of `payouts` (name → payout)."""
+    data = (SAMPLES / name).read_bytes()
+    for invented, payout in (payouts or {}).items():
+        data = data.replace(f">{invented}<".encode(), f">{payout.psp_data['end_to_end_id']}<".encode())
+    return read_camt(data)
 
 
-async def payout(db: Database, e2e: str, amount_minor: int, status: str = "PAID", paid_at: datetime = AT) -> Payout:
-    """A SEPA payout created and moved like the service does, with `e2e` stored before submission."""
+async def payout(db: Database, amount_minor: int, status: str = "PAID", paid_at: datetime = AT) -> Payout:
+    """A SEPA payout created and moved like the service does: a time-ordered id, its EndToEndId derived
+    from it and stored before submission."""
+    payout_id = new_id()
+    e2e = derive_message_ids(format_id(IdKind.PAYOUT, payout_id)).end_to_end_id
     drafted = Payout(
-        id=uuid.uuid4(), client_id="c", status=PayoutStatus.PENDING, amount=Money(amount_minor, "EUR"),
+        id=payout_id, client_id="c", status=PayoutStatus.PENDING, amount=Money(amount_minor, "EUR"),
         destination=SepaDestination("DE89370400440532013000", "", "Händler", "DE", "Köln"), instant=False,
         reference="payout", psp="bank", psp_reference=None, failure=None, created_at=paid_at, updated_at=paid_at,
         psp_data={"end_to_end_id": e2e},
@@ -75,9 +84,10 @@ async def count(db: Database, sql: str) -> int:
 
 
 async def test_batched_returns_move_paid_payouts_to_returned_with_their_reason(db: Database) -> None:
-    closed = await payout(db, "E2E-RET-AC04", 11_000)
-    wrong = await payout(db, "E2E-RET-AM09", 20_000, status="PROCESSING")
-    result = await statements(db).import_document(sample("camt.054.001.02.xml"), "file:camt054.xml")
+    closed = await payout(db, 11_000)
+    wrong = await payout(db, 20_000, status="PROCESSING")
+    document = sample("camt.054.001.02.xml", {"E2E-RET-AC04": closed, "E2E-RET-AM09": wrong})
+    result = await statements(db).import_document(document, "file:camt054.xml")
     assert (result.reports_imported, result.outcomes, result.discrepancies) == (1, {"RETURNED": 2}, ())
     first, second = await row(db, closed.id), await row(db, wrong.id)
     assert (first["status"], first["failure_code"], first["failure_message"]) == (
@@ -96,10 +106,11 @@ async def test_batched_returns_move_paid_payouts_to_returned_with_their_reason(d
 
 
 async def test_a_booked_debit_confirms_paid_and_a_lost_answer_becomes_paid(db: Database) -> None:
-    batch_a = await payout(db, "E2E-BATCH-A", 100_000)
-    batch_b = await payout(db, "E2E-BATCH-B", 50_000, status="PROCESSING")  # its pain.002 answer was lost
-    single = await payout(db, "E2E-SINGLE", 2_450, status="FAILED")  # we thought it failed
-    result = await statements(db).import_document(sample("camt.053.001.02.xml"), "file:camt053.xml")
+    batch_a = await payout(db, 100_000)
+    batch_b = await payout(db, 50_000, status="PROCESSING")  # its pain.002 answer was lost
+    single = await payout(db, 2_450, status="FAILED")  # we thought it failed
+    names = {"E2E-BATCH-A": batch_a, "E2E-BATCH-B": batch_b, "E2E-SINGLE": single}
+    result = await statements(db).import_document(sample("camt.053.001.02.xml", names), "file:camt053.xml")
     assert result.outcomes == {"PAID": 2, "status_conflict": 1, "ignored": 2}
     confirmed, made_paid = await row(db, batch_a.id), await row(db, batch_b.id)
     assert confirmed["status"] == made_paid["status"] == "PAID"
@@ -109,25 +120,26 @@ async def test_a_booked_debit_confirms_paid_and_a_lost_answer_becomes_paid(db: D
 
 
 async def test_importing_the_same_statement_twice_changes_nothing(db: Database) -> None:
-    await payout(db, "E2E-08-ONE", 10_000)
-    await payout(db, "E2E-08-RETURNED", 12_500)
+    names = {"E2E-08-ONE": await payout(db, 10_000), "E2E-08-RETURNED": await payout(db, 12_500)}
     use = statements(db)
-    first = await use.import_document(sample("camt.053.001.08.xml"), "file:a.xml")
+    first = await use.import_document(sample("camt.053.001.08.xml", names), "file:a.xml")
     assert first.outcomes == {"PAID": 1, "unknown_entry": 3, "RETURNED": 1}
     tables = ("bank_reports", "bank_entries", "bank_discrepancies", "resource_events", "outbox_events")
     before = [await count(db, f"SELECT count(*) FROM {table}") for table in tables]
-    again = await use.import_document(sample("camt.053.001.08.xml"), "file:a-again.xml")
+    again = await use.import_document(sample("camt.053.001.08.xml", names), "file:a-again.xml")
     assert (again.reports_imported, again.reports_already_imported, again.outcomes) == (0, 1, {})
     assert [await count(db, f"SELECT count(*) FROM {table}") for table in tables] == before
 
 
 async def test_a_conflicting_report_is_refused_and_nothing_of_its_document_applies(db: Database) -> None:
-    returned = await payout(db, "E2E-RET-AC06", 6_499)
+    returned = await payout(db, 6_499)
+    pending = await payout(db, 1_200, status="PROCESSING")
     use = statements(db)
-    original = sample("camt.054.001.08.xml")
-    await use.import_document(original, "file:first.xml")
+    first = sample("camt.054.001.08.xml", {"E2E-RET-AC06": returned})  # E2E-DEBIT-NOTE: not ours yet
+    await use.import_document(first, "file:first.xml")
     assert (await row(db, returned.id))["status"] == "RETURNED"
-    pending = await payout(db, "E2E-DEBIT-NOTE", 1_200, status="PROCESSING")
+    assert (await row(db, pending.id))["status"] == "PROCESSING"
+    original = sample("camt.054.001.08.xml", {"E2E-RET-AC06": returned, "E2E-DEBIT-NOTE": pending})
     # A new report that would make `pending` PAID, then the first report's id saying something else (a
     # bank correction): the document is refused whole.
     (report,) = original.reports
@@ -142,17 +154,19 @@ async def test_a_conflicting_report_is_refused_and_nothing_of_its_document_appli
 
 async def test_unknown_entries_and_unbooked_payouts_are_reported_once(db: Database) -> None:
     use = statements(db, grace=2)
-    lost = await payout(db, "E2E-LOST", 3_000, paid_at=datetime(2026, 11, 25, 15, tzinfo=UTC))  # Wednesday
-    booked = await payout(db, "E2E-DEBIT-NOTE", 1_200, paid_at=datetime(2026, 11, 25, 15, tzinfo=UTC))
-    await use.import_document(sample("camt.054.001.08.xml"), "file:n.xml")  # books E2E-DEBIT-NOTE; AC06 unknown
+    lost = await payout(db, 3_000, paid_at=datetime(2026, 11, 25, 15, tzinfo=UTC))  # Wednesday
+    booked = await payout(db, 1_200, paid_at=datetime(2026, 11, 25, 15, tzinfo=UTC))
+    notification = sample("camt.054.001.08.xml", {"E2E-DEBIT-NOTE": booked})  # AC06's payout is not ours
+    await use.import_document(notification, "file:n.xml")
     early = await use.reconcile(date(2026, 11, 27))  # Thu, Fri: within the grace
     assert [d.kind for d in early.discrepancies] == []
+    lost_e2e = lost.psp_data["end_to_end_id"]
     report = await use.reconcile(date(2026, 11, 30))  # Monday: a third business day without a booking
     kinds = sorted((d.kind, d.end_to_end_id) for d in report.discrepancies)
-    assert kinds == [("unbooked_payout", "E2E-LOST")]  # AC06 was booked 2026-12-01: not in a report of 11-30
+    assert kinds == [("unbooked_payout", lost_e2e)]  # AC06 was booked 2026-12-01: not in a report of 11-30
     report = await use.reconcile(date(2026, 12, 1))
     kinds = sorted((d.kind, d.end_to_end_id) for d in report.discrepancies)
-    assert kinds == [("unbooked_payout", "E2E-LOST"), ("unknown_entry", "E2E-RET-AC06")]
+    assert kinds == sorted([("unbooked_payout", lost_e2e), ("unknown_entry", "E2E-RET-AC06")])
     unbooked = next(d for d in report.discrepancies if d.kind == "unbooked_payout")
     assert unbooked.payout_id == f"po_{lost.id.hex}"
     assert (report.bookings, report.returns) == (1, 0)

@@ -10,6 +10,7 @@ import pytest
 
 from adapters.bank.camt import SUPPORTED_MESSAGES, BookingLine, build_camt, message_of, parse_camt
 from adapters.bank.errors import DocumentError, SchemaValidationError
+from adapters.bank.pain001 import derive_message_ids, payout_id_of
 from adapters.bank.pain002 import parse_pain002
 from server.domain.bank_statements import Direction, EntryKind, ReportKind, classify_entry
 
@@ -148,3 +149,16 @@ def test_the_sandbox_writes_what_the_reader_reads_in_every_version(message: str)
         ("1/2", "E2E-B", 2_500, Direction.DEBIT, None, "REF-B"),
         ("2/1", "E2E-C", 700, Direction.CREDIT, "AC04", "REF-C"),
     ]
+
+
+def test_our_end_to_end_ids_lead_back_to_their_payout() -> None:
+    payout_id = "po_" + "0123456789abcdef" * 2
+    e2e = derive_message_ids(payout_id).end_to_end_id
+    assert payout_id_of(e2e) == payout_id
+    assert [payout_id_of(other) for other in ("E2E-BATCH-A", "NOTPROVIDED", e2e.upper(), e2e + "0")] == [None] * 4
+    data = build_camt(
+        "camt.054.001.08", msg_id="M-2", report_id="R-2", account_iban=OUR_IBAN,
+        created_at=datetime(2026, 11, 30, 18, tzinfo=UTC), sequence_number=2,
+        lines=[BookingLine("RT", e2e, 100, "EUR", Direction.CREDIT, date(2026, 11, 30), "REF", "MD07")],
+    )  # fmt: skip
+    assert parse_camt(data).reports[0].entries[0].payout_id == payout_id
