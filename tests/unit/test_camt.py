@@ -162,3 +162,17 @@ def test_our_end_to_end_ids_lead_back_to_their_payout() -> None:
         lines=[BookingLine("RT", e2e, 100, "EUR", Direction.CREDIT, date(2026, 11, 30), "REF", "MD07")],
     )  # fmt: skip
     assert parse_camt(data).reports[0].entries[0].payout_id == payout_id
+
+
+def test_the_versions_a_bank_sends_are_configuration() -> None:
+    from server.bootstrap import bank_message_versions, psp_settings_problem
+    from server.config import Settings
+
+    every = bank_message_versions(Settings())
+    assert every == (("pain.002.001.03", "pain.002.001.10"), SUPPORTED_MESSAGES)
+    legacy = Settings.from_env({"PAYMENTS_BANK_MESSAGES": "pain.002.001.03, camt.053.001.02,camt.054.001.02"})
+    assert bank_message_versions(legacy) == (("pain.002.001.03",), ("camt.053.001.02", "camt.054.001.02"))
+    assert psp_settings_problem(legacy) is None
+    problem = psp_settings_problem(Settings.from_env({"PAYMENTS_BANK_MESSAGES": "camt.053.001.04"}))
+    assert problem is not None
+    assert "camt.053.001.04" in problem
