@@ -41,6 +41,9 @@ from server.domain.states import PayoutStatus, ResourceType
 from storage.database import Database
 from storage.operations_store import apply_transition
 
+# Two workers fetching the same document (every `payments serve` runs one) take turns per report: the
+# second then finds it imported, instead of failing on the unique key.
+_LOCK_REPORT = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '|' || $2 || '|' || $3, 0))"
 _FIND_REPORT = "SELECT fingerprint FROM bank_reports WHERE account_iban = $1 AND kind = $2 AND report_id = $3"
 _INSERT_REPORT = """
     INSERT INTO bank_reports (account_iban, kind, report_id, message, msg_id, fingerprint, source)
@@ -119,6 +122,7 @@ class PostgresStatementStore:
         imported = known = 0
         async with self._db.connection() as conn, conn.transaction():
             for report in document.reports:
+                await conn.execute(_LOCK_REPORT, report.account_iban, str(report.kind), report.report_id)
                 existing = await conn.fetchval(_FIND_REPORT, report.account_iban, str(report.kind), report.report_id)
                 if existing is not None:
                     if existing != report.fingerprint():

@@ -3,6 +3,7 @@ all or nothing per document, idempotent, discrepancies kept; the files are the h
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
@@ -173,3 +174,15 @@ async def test_unknown_entries_and_unbooked_payouts_are_reported_once(db: Databa
     again = await use.reconcile(date(2026, 12, 1))
     assert len(again.discrepancies) == len(report.discrepancies)  # recorded once
     assert (await row(db, booked.id))["status"] == "PAID"
+
+
+async def test_two_workers_importing_the_same_statement_at_once_apply_it_once(db: Database) -> None:
+    paid = await payout(db, 10_000)
+    document = sample("camt.053.001.08.xml", {"E2E-08-ONE": paid})
+    first, second = await asyncio.gather(
+        statements(db).import_document(document, "bank"), statements(db).import_document(document, "bank")
+    )
+    assert sorted((first.reports_imported, second.reports_imported)) == [0, 1]
+    assert sorted((first.reports_already_imported, second.reports_already_imported)) == [0, 1]
+    assert await count(db, "SELECT count(*) FROM bank_entries") == 5
+    assert (await row(db, paid.id))["psp_data"]["booked_on"] == "2026-11-30"
