@@ -12,9 +12,10 @@ import httpx
 import pytest
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
+from adapters.bank.errors import DocumentError
 from adapters.bank.pain001 import CreditTransfer, DebtorAccount, build_pain001, derive_message_ids
 from adapters.bank.pain002 import TransactionStatus, parse_pain002
-from adapters.bank.statements import read_camt
+from adapters.bank.statements import BankStatementFeed, read_camt
 from adapters.sandboxes.bank_sandbox import (
     DUPLICATE_REASON_CODE,
     FAULT_KINDS,
@@ -26,7 +27,7 @@ from adapters.sandboxes.bank_sandbox import (
     TEST_IBAN_RETURNED,
     BankSandbox,
 )
-from server.domain.bank_statements import BankDocument, Direction
+from server.domain.bank_statements import BankDocument, Direction, ReportKind
 
 DEBTOR = DebtorAccount(name="Payments GmbH", iban="DE32370400449900000001", bic="COBADEFFXXX")
 AUTH = {"Authorization": "Bearer sandbox-token"}
@@ -562,3 +563,32 @@ def test_latency_holds_submissions_and_status_reports() -> None:
         started = time.monotonic()
         status_of(http, e2e)
         assert time.monotonic() - started >= latency
+
+
+async def test_the_bank_writes_the_versions_it_is_configured_for_and_a_feed_reads_only_its_own(
+    sandbox: BankSandbox,
+) -> None:
+    sandbox.set_step_delay(0)
+    sandbox.set_message_versions(statement="camt.053.001.02", notification="camt.054.001.02")
+    with httpx.Client(base_url=sandbox.url, headers=AUTH, timeout=2.0) as client:
+        body, e2e = payment_file(TEST_IBAN_RETURNED)
+        submit(client, body)
+    sandbox.book_foreign("NOT-OURS-1", 990)
+    assert sandbox.close_day() == 1
+    async with httpx.AsyncClient() as http:
+        legacy = BankStatementFeed(sandbox.url, "t", accepted=("camt.053.001.02", "camt.054.001.02"), http=http)
+        modern = BankStatementFeed(sandbox.url, "t", accepted=("camt.053.001.08", "camt.054.001.08"), http=http)
+        ((seq, data),) = await legacy.documents_after(ReportKind.STATEMENT, 0)
+        statement = legacy.read(data)
+        assert (seq, statement.message) == (1, "camt.053.001.02")
+        entries = {(e.end_to_end_id, e.direction, e.return_reason) for e in statement.reports[0].entries}
+        assert entries == {
+            (e2e, Direction.DEBIT, None),
+            (e2e, Direction.CREDIT, RETURN_REASON_CODE),
+            ("NOT-OURS-1", Direction.DEBIT, None),
+        }
+        ((_, notice),) = await legacy.documents_after(ReportKind.NOTIFICATION, 0)
+        assert legacy.read(notice).message == "camt.054.001.02"
+        with pytest.raises(DocumentError, match="not accepted"):
+            modern.read(data)
+        assert await legacy.documents_after(ReportKind.STATEMENT, 1) == []
