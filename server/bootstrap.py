@@ -21,7 +21,10 @@ import stripe
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from adapters.bank.adapter import BankTransferAdapter
+from adapters.bank.camt import SUPPORTED_MESSAGES as CAMT_MESSAGES
 from adapters.bank.pain001 import DebtorAccount
+from adapters.bank.pain002 import PAIN002_VERSIONS
+from adapters.bank.statements import BankStatementFeed
 from adapters.directory import ProviderSet
 from adapters.retry import RetryingProvider
 from adapters.sandboxes.bank_sandbox import BankSandbox
@@ -34,6 +37,7 @@ from server.api.convert import ProtoReplyEncoder
 from server.api.servicer import ClientIdentifier, PaymentServicer
 from server.api.webhooks import STRIPE_WEBHOOK_PATH, StripeWebhookEndpoint, webhook_application
 from server.app.admin import Admin
+from server.app.bank_statements import BankStatements, StatementFeed, StatementPolicy
 from server.app.events import EventFeed, FeedPolicy
 from server.app.execution import ExecutionPolicy
 from server.app.operations import Operations
@@ -64,6 +68,7 @@ from storage.migrator import migrate_dsn
 from storage.operations_store import PostgresOperationStore
 from storage.payee_store import PostgresPayeeStore
 from storage.reader import PostgresReader
+from storage.statement_store import PostgresStatementStore
 from storage.webhook_store import PostgresWebhookStore
 from storage.worker_store import PostgresWorkerStore
 
@@ -89,6 +94,7 @@ class Providers:
     http_clients: list[stripe.HTTPXClient | stripe.AIOHTTPClient] = field(default_factory=list)
     bank_http: httpx.AsyncClient | None = None
     stripe_sandbox: StripeSandbox | None = None  # the built-in one, told where to post webhooks
+    statement_feeds: list[StatementFeed] = field(default_factory=list)  # camt.053/054 from the bank gateway
 
     async def close(self) -> None:
         for http_client in self.http_clients:
@@ -101,9 +107,21 @@ class Providers:
 
 def psp_settings_problem(settings: Settings) -> str | None:
     """What is wrong with the PSP configuration, in the PSP adapter's own terms, before anything starts."""
+    unknown = [name for name in settings.bank_messages if name not in PAIN002_VERSIONS + CAMT_MESSAGES]
+    if unknown:
+        readable = ", ".join(PAIN002_VERSIONS + CAMT_MESSAGES)
+        return f"PAYMENTS_BANK_MESSAGES names versions the bank adapter cannot read: {unknown} (it reads {readable})"
     if settings.stripe_api_key:
         return stripe_api_key_problem(settings.stripe_api_key)
     return None
+
+
+def bank_message_versions(settings: Settings) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(pain.002 versions, camt versions) the bank is configured to send; all the adapter reads by default."""
+    chosen = settings.bank_messages
+    status = tuple(name for name in chosen if name in PAIN002_VERSIONS) or PAIN002_VERSIONS
+    camt = tuple(name for name in chosen if name in CAMT_MESSAGES) or CAMT_MESSAGES
+    return status, camt
 
 
 def build_providers(settings: Settings) -> Providers:
@@ -135,9 +153,12 @@ def build_providers(settings: Settings) -> Providers:
     debtor = DebtorAccount(settings.bank_debtor_name, settings.bank_debtor_iban, settings.bank_debtor_bic)
     pool = settings.psp_max_connections  # explicit, so no hidden httpx default caps concurrency
     bank_http = httpx.AsyncClient(limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool))
-    bank = RetryingProvider(BankTransferAdapter(bank_base, bank_token, debtor, http=bank_http))
+    status_versions, camt_versions = bank_message_versions(settings)
+    adapter = BankTransferAdapter(bank_base, bank_token, debtor, http=bank_http, status_versions=status_versions)
+    bank = RetryingProvider(adapter)
+    feed = BankStatementFeed(bank_base, bank_token, name=adapter.name, accepted=camt_versions, http=bank_http)
     directory = ProviderSet(cards=cards, bank=bank, others=[inprocess])
-    return Providers(directory, sandboxes, [http_client], bank_http, stripe_sandbox)
+    return Providers(directory, sandboxes, [http_client], bank_http, stripe_sandbox, [feed])
 
 
 @dataclass(frozen=True)
@@ -214,9 +235,13 @@ class Core:
         policy = policy or ExecutionPolicy(psp_budget_seconds=settings.psp_budget_seconds)
         return Admin(PostgresAdminStore(self.db), self.operations, frozenset(settings.admin_clients), policy, utc_now)
 
+    def bank_statements(self, settings: Settings, feeds: list[StatementFeed]) -> BankStatements:
+        return bank_statements(settings, self.db, feeds)
+
     def worker(
-        self, settings: Settings, policy: WorkerPolicy | None, webhook_psps: frozenset[str] = frozenset()
-    ) -> BackgroundWorker:
+        self, settings: Settings, policy: WorkerPolicy | None, webhook_psps: frozenset[str] = frozenset(),
+        statement_feeds: list[StatementFeed] | None = None,
+    ) -> BackgroundWorker:  # fmt: skip
         """`webhook_psps`: the PSPs whose webhooks reach this deployment (their polls are only a safety net)."""
         policy = policy or WorkerPolicy(
             recovery=settings.recovery_schedule(),
@@ -231,9 +256,21 @@ class Core:
             capture_warning_seconds=settings.capture_warning_seconds,
             auto_cancel_uncaptured=settings.auto_cancel_uncaptured,
         )
+        periodic = [self.bank_statements(settings, statement_feeds).periodic] if statement_feeds else []
         return BackgroundWorker(
-            self.operations, PostgresWorkerStore(self.db), self.reader, self.providers, policy, utc_now
-        )
+            self.operations, PostgresWorkerStore(self.db), self.reader, self.providers, policy, utc_now,
+            periodic=periodic,
+        )  # fmt: skip
+
+
+def bank_statements(settings: Settings, db: Database, feeds: list[StatementFeed]) -> BankStatements:
+    """Statements in and reconciliation: the worker's statement round (with the gateway's feeds) and
+    `payments bank import|reconcile` (without: files and the database only)."""
+    policy = StatementPolicy(
+        fetch_every_seconds=settings.bank_statement_fetch_seconds,
+        booking_grace_business_days=settings.bank_booking_grace_days,
+    )
+    return BankStatements(PostgresStatementStore(db), feeds, policy, utc_now)
 
 
 def event_feed(db: Database) -> EventFeed:
@@ -333,7 +370,8 @@ async def start_service(
     interceptors = [aio_server_interceptor()] if traced else None
     server = GrpcServer(servicer, admin=admin, interceptors=interceptors, share_port=settings.share_listen_port)
     webhooks_plan = plan_webhooks(settings, owned.stripe_sandbox if owned else None, "127.0.0.1:0")
-    worker = core.worker(settings, worker_policy, webhook_psps(webhooks_plan)) if settings.worker else None
+    feeds = owned.statement_feeds if owned else []
+    worker = core.worker(settings, worker_policy, webhook_psps(webhooks_plan), feeds) if settings.worker else None
     webhooks = None
     try:
         if webhooks_plan is not None:
@@ -406,7 +444,9 @@ async def run_worker(settings: Settings) -> int:
     core = wire(settings, db, owned.directory)
     # The servers receive the webhooks (configured secrets; this process's own sandbox is not told to send
     # any): this worker only polls less often when they do.
-    worker = core.worker(settings, None, webhook_psps(plan_webhooks(settings, None, "127.0.0.1:0")))
+    worker = core.worker(
+        settings, None, webhook_psps(plan_webhooks(settings, None, "127.0.0.1:0")), owned.statement_feeds
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop, settings.shutdown_grace_seconds))
     print("payments worker running", flush=True)

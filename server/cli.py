@@ -558,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     from server.admin_cli import add_admin_commands  # here, not at the top: it uses this module's helpers
 
     add_admin_commands(sub)
+    from server.bank_cli import add_bank_commands
+
+    add_bank_commands(sub)
     return parser
 
 

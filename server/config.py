@@ -94,6 +94,13 @@ class Settings:
     bank_debtor_name: str = "Payments Service GmbH"
     bank_debtor_iban: str = "DE89370400440532013000"
     bank_debtor_bic: str = "COBADEFFXXX"
+    # The ISO 20022 message versions the bank sends us (PAYMENTS_BANK_MESSAGES, comma-separated, e.g.
+    # "pain.002.001.03,camt.053.001.02,camt.054.001.02"); empty: every version the adapter reads.
+    bank_messages: tuple[str, ...] = ()
+    # How often the worker fetches new camt.053/camt.054 documents from the bank gateway.
+    bank_statement_fetch_seconds: float = 60.0
+    # TARGET2 business days after which a PAID payout no statement booked is a discrepancy.
+    bank_booking_grace_days: int = 2
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -157,6 +164,11 @@ class Settings:
             bank_debtor_name=env.get("PAYMENTS_BANK_DEBTOR_NAME") or cls.bank_debtor_name,
             bank_debtor_iban=env.get("PAYMENTS_BANK_DEBTOR_IBAN") or cls.bank_debtor_iban,
             bank_debtor_bic=env.get("PAYMENTS_BANK_DEBTOR_BIC") or cls.bank_debtor_bic,
+            bank_messages=_names(env, "PAYMENTS_BANK_MESSAGES"),
+            bank_statement_fetch_seconds=_float(
+                env, "PAYMENTS_BANK_STATEMENT_FETCH_SECONDS", cls.bank_statement_fetch_seconds
+            ),
+            bank_booking_grace_days=_int(env, "PAYMENTS_BANK_BOOKING_GRACE_DAYS", cls.bank_booking_grace_days),
             tls_cert=path("PAYMENTS_TLS_CERT"),
             tls_key=path("PAYMENTS_TLS_KEY"),
             tls_client_ca=path("PAYMENTS_TLS_CLIENT_CA"),
@@ -210,6 +222,10 @@ class Settings:
             raise ConfigError("PAYMENTS_BANK_API_BASE needs PAYMENTS_BANK_API_TOKEN")
         if not 0 <= self.shutdown_drain_seconds <= 60:
             raise ConfigError("PAYMENTS_SHUTDOWN_DRAIN_SECONDS must be between 0 and 60")
+        if self.bank_statement_fetch_seconds <= 0:
+            raise ConfigError("PAYMENTS_BANK_STATEMENT_FETCH_SECONDS must be above 0")
+        if self.bank_booking_grace_days < 0:
+            raise ConfigError("PAYMENTS_BANK_BOOKING_GRACE_DAYS must be 0 or more")
         if self.db_pool_size < 1:
             raise ConfigError("PAYMENTS_DB_POOL_SIZE must be at least 1")
         if self.event_retention_days < 1:

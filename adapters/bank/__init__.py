@@ -7,8 +7,10 @@ need the same pure, well-tested pieces, and none of them does I/O:
 * :mod:`adapters.bank.accounts` — IBAN/BIC validation (schwifty) and IBAN masking for logs.
 * :mod:`adapters.bank.pain001` — identifiers derived from the payout id, pain.001.001.09 building
   (sepaxml) and XSD validation, and a reader for the receiving side.
-* :mod:`adapters.bank.pain002` — pain.002.001.10 status reports: generator, subset XSD, parser, and
-  the status → outcome mapping.
+* :mod:`adapters.bank.pain002` — pain.002 status reports (.10 written, .03 and .10 read): generator,
+  subset XSD, parser, and the status → outcome mapping.
+* :mod:`adapters.bank.camt` — camt.053 statements and camt.054 notifications (.02, .08): official XSDs,
+  parser, and the writer the sandbox uses; :mod:`adapters.bank.statements` fetches them over HTTP.
 * :mod:`adapters.bank.errors` — the typed errors; :mod:`adapters.bank.xmltools` — lxml plumbing.
 """
 

@@ -16,8 +16,9 @@ Like every adapter this one makes single attempts and only translates (retries l
 * ``GET {api_base}/v1/payment-status/{end_to_end_id}`` — a pain.002.001.10 report; ``404`` if unknown.
 
 Outcome mapping (design §5): ACTC/ACCP/ACSP/PDNG/RCVD/ACWC → PENDING, ACSC/ACCC → SUCCEEDED, RJCT/CANC →
-FAILED with the ISO reason code, RTND (our pain.002 convention for a return) → RETURNED. A status we do
-not recognise is reported as PENDING and logged: never FAILED without evidence. ``psp_reference`` is
+FAILED with the ISO reason code. A status we do not recognise is reported as PENDING and logged: never
+FAILED without evidence. Returns are not statuses: they come as booked credits with return information
+in camt.054/camt.053, fetched by :mod:`adapters.bank.statements` and reconciled from there. ``psp_reference`` is
 the ``EndToEndId`` (see :meth:`BankTransferAdapter.payout` for why).
 
 Nothing here puts a full IBAN into an exception or a log line: only :func:`~adapters.bank.accounts.mask_iban`
@@ -39,7 +40,7 @@ import httpx
 from adapters.bank import payee_check
 from adapters.bank.errors import BankValidationError, DocumentError, Pain002ParseError
 from adapters.bank.pain001 import CreditTransfer, DebtorAccount, build_pain001, derive_message_ids
-from adapters.bank.pain002 import TransactionStatus, classify_status, parse_pain002
+from adapters.bank.pain002 import PAIN002_VERSIONS, TransactionStatus, classify_status, parse_pain002
 from adapters.bank.xmltools import format_datetime, mask_ibans_in_text, parse_datetime
 from server.app.deadline import Deadline
 from server.app.psp import (
@@ -158,6 +159,7 @@ class BankTransferAdapter:
         http: httpx.AsyncClient | None = None,
         key_ttl_seconds: float = BANK_KEY_TTL_SECONDS,
         lookup_window_seconds: float = BANK_LOOKUP_WINDOW_SECONDS,
+        status_versions: tuple[str, ...] = PAIN002_VERSIONS,
     ) -> None:
         if not api_token.strip() or any(char in api_token for char in "\r\n\x00"):
             # A bad token is configuration, found at startup rather than as 401s on live payouts.
@@ -168,6 +170,7 @@ class BankTransferAdapter:
         self._name = name
         self._key_ttl_seconds = key_ttl_seconds
         self._lookup_window_seconds = lookup_window_seconds
+        self._status_versions = status_versions  # the pain.002 versions this bank sends (its configuration)
         self._owns_http = http is None
         # The client default is only a backstop: every request passes its own deadline-derived timeout.
         self._http = http if http is not None else httpx.AsyncClient(timeout=MAX_REQUEST_SECONDS)
@@ -186,7 +189,10 @@ class BankTransferAdapter:
 
     @property
     def payouts_can_return(self) -> bool:
-        return True  # the creditor's bank can return a SEPA credit transfer after it was booked
+        # A SEPA credit transfer can come back after it was booked, but a status report never says so:
+        # returns arrive as camt.054/camt.053 entries and are reconciled from statements, so polling a
+        # PAID payout's pain.002 for one would only cost requests.
+        return False
 
     async def aclose(self) -> None:
         """Close the HTTP client if this adapter created it (a shared one belongs to its owner)."""
@@ -388,7 +394,7 @@ class BankTransferAdapter:
         if response.status_code != 200:
             raise _http_error(operation, response, request_id)
         try:
-            report = parse_pain002(response.content)
+            report = parse_pain002(response.content, self._status_versions)
         except Pain002ParseError as exc:
             # Unreadable evidence is no evidence: UNKNOWN keeps the payout open for reconciliation.
             _log.error("bank %s: unreadable status report for %s: %s", self._name, e2e, mask_ibans_in_text(str(exc)))
@@ -508,8 +514,6 @@ def _outcome(entry: TransactionStatus, data: dict[str, str], psp: str) -> PspOut
         return PspOutcome(OutcomeKind.SUCCEEDED, psp_reference=e2e, data=data)
     if family == "failed":
         return PspOutcome(OutcomeKind.FAILED, psp_reference=e2e, failure=_failure(entry, "bank_rejected"), data=data)
-    if family == "returned":
-        return PspOutcome(OutcomeKind.RETURNED, psp_reference=e2e, failure=_failure(entry, "returned"), data=data)
     if family == "unknown":
         _log.warning("bank %s: unrecognised status %r for %s; treating it as pending", psp, entry.status[:8], e2e)
     return PspOutcome(OutcomeKind.PENDING, psp_reference=e2e, data=data)

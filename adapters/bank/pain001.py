@@ -133,6 +133,19 @@ def derive_message_ids(payout_id: str) -> MessageIds:
     return MessageIds(f"M-{digest}", f"P-{digest}", f"E-{digest}")
 
 
+_END_TO_END_ID = re.compile(r"E-([0-9a-f]{32})")
+
+
+def payout_id_of(end_to_end_id: str) -> str | None:
+    """The payout id an EndToEndId of ours encodes (``E-<hex>`` → ``po_<hex>``), else None.
+
+    The inverse of :func:`derive_message_ids`: how a statement line leads back to its payout without a
+    search. A match is only a candidate: the store checks the payout really holds this EndToEndId.
+    """
+    match = _END_TO_END_ID.fullmatch(end_to_end_id)
+    return f"po_{match.group(1)}" if match else None
+
+
 def _check_identifier(value: str, field: str) -> None:
     """EPC rules for references: 1-35 SEPA characters, no leading/trailing '/', no '//'."""
     if not 1 <= len(value) <= ID_MAX_LENGTH:

@@ -1,4 +1,4 @@
-"""pain.002.001.10 customer payment status reports: model, generator, subset XSD and parser.
+"""pain.002 customer payment status reports (.10 written, .03 and .10 read): model, generator, subset XSD, parser.
 
 Why pain.002.001.10: it is the status report that pairs with pain.001.001.09 in the ISO 20022 2019
 message set (EPC SCT 2023+ implementation guidelines, German DK 3.7+). The bank sandbox emits it and
@@ -10,11 +10,11 @@ debtor's account), RJCT (rejected), CANC, ... Reasons are ``ExternalStatusReason
 AC01 (incorrect account number), AC04 (closed account), AM04 (insufficient funds), AM05
 (duplication), DUPL (duplicate payment).
 
-**Returns.** A credit transfer that settled and later came back (account closed, creditor deceased,
-...) is reported by real banks in camt.054 / pacs.004, not pain.002. To keep one channel we model it as
-a status report entry with the status ``RTND`` and the return reason in ``StsRsnInf/Rsn/Cd`` (e.g.
-AC04, MD07). ``TxSts`` is a 1-4 character code in the schema, so the document stays schema-valid; it is
-a convention between our adapter and our sandbox, documented here and in the sandbox.
+**Returns** are not statuses: a credit transfer that settled and later came back (account closed,
+creditor deceased, ...) is reported the way banks report it, as a booked credit with return
+information in camt.054 / camt.053 (:mod:`adapters.bank.camt`), and reconciled from there. A status
+report keeps saying ACSC for it. (An earlier ``RTND`` pseudo-status convention between our adapter and
+our sandbox is gone: no bank sends it, and reading it as a return would invent evidence.)
 
 **Validation.** The official pain.002.001.10 XSD is not bundled anywhere we can use, so
 :data:`PAIN002_SUBSET_XSD` is an authored subset: the elements we generate, in the official order
@@ -45,6 +45,11 @@ from adapters.bank.xmltools import (
 
 PAIN002_SCHEMA = "pain.002.001.10"
 PAIN002_NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"
+PAIN002_VERSIONS = ("pain.002.001.03", "pain.002.001.10")
+"""The versions :func:`parse_pain002` reads: .03 (2009, still what many banks send with pain.001.001.03
+files) and .10 (2019). The elements we read have the same names and places in both; only
+``ReqdExctnDt`` changed from a date to a date-or-time choice."""
+_ISO_PREFIX = "urn:iso:std:iso:20022:tech:xsd:"
 _NS = {"p": PAIN002_NAMESPACE}
 
 RECEIVED = "RCVD"
@@ -57,8 +62,6 @@ ACCEPTED_SETTLEMENT_COMPLETED = "ACSC"
 ACCEPTED_CREDIT_SETTLEMENT_COMPLETED = "ACCC"
 REJECTED = "RJCT"
 CANCELLED = "CANC"
-RETURNED = "RTND"
-"""Not an ISO code: our convention for a returned transfer (see the module docstring)."""
 
 PENDING_STATUSES = frozenset(
     {
@@ -75,14 +78,14 @@ FAILED_STATUSES = frozenset({REJECTED, CANCELLED})
 DUPLICATE_REASON_CODES = frozenset({"AM05", "DUPL"})
 """Reasons meaning "the bank already has this transfer": look its status up, never resend blindly."""
 
-StatusClass = Literal["pending", "succeeded", "failed", "returned", "unknown"]
+StatusClass = Literal["pending", "succeeded", "failed", "unknown"]
 
 
 def classify_status(status: str) -> StatusClass:
     """Map a transaction status to the outcome family of design §5.
 
-    ACTC/ACCP/ACSP/... → pending (PROCESSING), ACSC/ACCC → succeeded (PAID), RJCT/CANC → failed,
-    RTND → returned; anything unrecognised → unknown (treat as pending and alert, never as failed).
+    ACTC/ACCP/ACSP/... → pending (PROCESSING), ACSC/ACCC → succeeded (PAID), RJCT/CANC → failed;
+    anything unrecognised → unknown (treat as pending and alert, never as failed).
     """
     if status in PENDING_STATUSES:
         return "pending"
@@ -90,8 +93,6 @@ def classify_status(status: str) -> StatusClass:
         return "succeeded"
     if status in FAILED_STATUSES:
         return "failed"
-    if status == RETURNED:
-        return "returned"
     return "unknown"
 
 
@@ -143,6 +144,7 @@ class PaymentStatusReport:
     group_status: str | None = None
     group_reason_code: str | None = None
     transactions: tuple[TransactionStatus, ...] = field(default=())
+    version: str = PAIN002_SCHEMA  # the pain.002 version the report was read from (or is written as)
 
     def status_for(self, end_to_end_id: str, pmt_inf_id: str = "") -> TransactionStatus | None:
         """The entry for ``end_to_end_id``; if absent and the whole file was rejected, a synthesised
@@ -356,26 +358,26 @@ def build_pain002(report: PaymentStatusReport) -> bytes:
     return data
 
 
-def _text(element: Element, path: str) -> str | None:
-    values = element.xpath(f"{path}/text()", namespaces=_NS)
+def _text(element: Element, path: str, ns: dict[str, str] = _NS) -> str | None:
+    values = element.xpath(f"{path}/text()", namespaces=ns)
     if not values:
         return None
     text = str(values[0]).strip()
     return text or None
 
 
-def _required(element: Element, path: str, what: str) -> str:
-    value = _text(element, path)
+def _required(element: Element, path: str, what: str, ns: dict[str, str] = _NS) -> str:
+    value = _text(element, path, ns)
     if value is None:
         raise Pain002ParseError(f"pain.002: {what} lacks {path.replace('p:', '')}")
     return value
 
 
-def _reason(element: Element) -> tuple[str | None, str | None, tuple[str, ...]]:
+def _reason(element: Element, ns: dict[str, str] = _NS) -> tuple[str | None, str | None, tuple[str, ...]]:
     """(first ISO reason code, first proprietary reason, all AddtlInf lines) of ``StsRsnInf``."""
-    codes = element.xpath("p:StsRsnInf/p:Rsn/p:Cd/text()", namespaces=_NS)
-    proprietary = element.xpath("p:StsRsnInf/p:Rsn/p:Prtry/text()", namespaces=_NS)
-    info = element.xpath("p:StsRsnInf/p:AddtlInf/text()", namespaces=_NS)
+    codes = element.xpath("p:StsRsnInf/p:Rsn/p:Cd/text()", namespaces=ns)
+    proprietary = element.xpath("p:StsRsnInf/p:Rsn/p:Prtry/text()", namespaces=ns)
+    info = element.xpath("p:StsRsnInf/p:AddtlInf/text()", namespaces=ns)
     return (
         str(codes[0]).strip() if codes else None,
         str(proprietary[0]).strip() if proprietary else None,
@@ -383,18 +385,19 @@ def _reason(element: Element) -> tuple[str | None, str | None, tuple[str, ...]]:
     )
 
 
-def _parse_transaction(tx: Element, pmt_inf_id: str) -> TransactionStatus:
-    end_to_end_id = _required(tx, "p:OrgnlEndToEndId", "TxInfAndSts")
-    status = _required(tx, "p:TxSts", f"transaction {end_to_end_id}")
-    code, proprietary, info = _reason(tx)
-    amount_nodes = tx.xpath("p:OrgnlTxRef/p:Amt/p:InstdAmt", namespaces=_NS)
+def _parse_transaction(tx: Element, pmt_inf_id: str, ns: dict[str, str]) -> TransactionStatus:
+    end_to_end_id = _required(tx, "p:OrgnlEndToEndId", "TxInfAndSts", ns)
+    status = _required(tx, "p:TxSts", f"transaction {end_to_end_id}", ns)
+    code, proprietary, info = _reason(tx, ns)
+    amount_nodes = tx.xpath("p:OrgnlTxRef/p:Amt/p:InstdAmt", namespaces=ns)
     amount_minor: int | None = None
     currency: str | None = None
     if amount_nodes:
         amount_minor = parse_minor(amount_nodes[0].text or "")
         currency = amount_nodes[0].get("Ccy")
-    execution_date = _text(tx, "p:OrgnlTxRef/p:ReqdExctnDt/p:Dt")
-    acceptance = _text(tx, "p:AccptncDtTm")
+    # .10: a choice of Dt/DtTm; .03: the ISODate itself
+    execution_date = _text(tx, "p:OrgnlTxRef/p:ReqdExctnDt/p:Dt", ns) or _text(tx, "p:OrgnlTxRef/p:ReqdExctnDt", ns)
+    acceptance = _text(tx, "p:AccptncDtTm", ns)
     return TransactionStatus(
         end_to_end_id=end_to_end_id,
         original_pmt_inf_id=pmt_inf_id,
@@ -406,12 +409,22 @@ def _parse_transaction(tx: Element, pmt_inf_id: str) -> TransactionStatus:
         currency=currency,
         requested_execution_date=date.fromisoformat(execution_date) if execution_date else None,
         acceptance_time=parse_datetime(acceptance) if acceptance else None,
-        account_servicer_reference=_text(tx, "p:AcctSvcrRef"),
+        account_servicer_reference=_text(tx, "p:AcctSvcrRef", ns),
     )
 
 
-def parse_pain002(data: bytes) -> PaymentStatusReport:
-    """Read a pain.002.001.10 document (namespace-aware XPath, no schema required).
+def pain002_version(root: Element) -> str | None:
+    """``pain.002.001.NN`` of a parsed document's root, or None if it is no pain.002 Document."""
+    namespace = str(etree.QName(root).namespace or "")
+    message = namespace.removeprefix(_ISO_PREFIX)
+    if etree.QName(root).localname != "Document" or not message.startswith("pain.002."):
+        return None
+    return message
+
+
+def parse_pain002(data: bytes, accepted: tuple[str, ...] = PAIN002_VERSIONS) -> PaymentStatusReport:
+    """Read a pain.002.001.03 or .10 document (namespace-aware XPath, no schema required); ``accepted``
+    narrows the versions to those the bank is configured to send.
 
     Raises :class:`Pain002ParseError` for malformed XML, another message type or version, or missing
     elements we rely on (``GrpHdr/MsgId``, ``OrgnlMsgId``, each transaction's ``OrgnlEndToEndId`` and
@@ -419,32 +432,36 @@ def parse_pain002(data: bytes) -> PaymentStatusReport:
     """
     try:
         root = parse_xml(data)
-        if root.tag != f"{{{PAIN002_NAMESPACE}}}Document":
-            raise Pain002ParseError(f"pain.002: expected a {PAIN002_SCHEMA} Document, got {root.tag}")
-        reports = root.xpath("p:CstmrPmtStsRpt", namespaces=_NS)
+        version = pain002_version(root)
+        if version is None or version not in accepted or version not in PAIN002_VERSIONS:
+            wanted = " or ".join(v for v in accepted if v in PAIN002_VERSIONS) or "no pain.002"
+            raise Pain002ParseError(f"pain.002: expected a {wanted} Document, got {version or root.tag}")
+        ns = {"p": f"{_ISO_PREFIX}{version}"}
+        reports = root.xpath("p:CstmrPmtStsRpt", namespaces=ns)
         if len(reports) != 1:
             raise Pain002ParseError("pain.002: expected exactly one CstmrPmtStsRpt")
         report = reports[0]
-        group = report.xpath("p:OrgnlGrpInfAndSts", namespaces=_NS)
+        group = report.xpath("p:OrgnlGrpInfAndSts", namespaces=ns)
         if len(group) != 1:
             raise Pain002ParseError("pain.002: expected exactly one OrgnlGrpInfAndSts")
-        group_code, _, _ = _reason(group[0])
+        group_code, _, _ = _reason(group[0], ns)
         transactions: list[TransactionStatus] = []
-        for block in report.xpath("p:OrgnlPmtInfAndSts", namespaces=_NS):
-            pmt_inf_id = _required(block, "p:OrgnlPmtInfId", "OrgnlPmtInfAndSts")
+        for block in report.xpath("p:OrgnlPmtInfAndSts", namespaces=ns):
+            pmt_inf_id = _required(block, "p:OrgnlPmtInfId", "OrgnlPmtInfAndSts", ns)
             transactions.extend(
-                _parse_transaction(tx, pmt_inf_id) for tx in block.xpath("p:TxInfAndSts", namespaces=_NS)
+                _parse_transaction(tx, pmt_inf_id, ns) for tx in block.xpath("p:TxInfAndSts", namespaces=ns)
             )
-        number = _text(group[0], "p:OrgnlNbOfTxs")
+        number = _text(group[0], "p:OrgnlNbOfTxs", ns)
         return PaymentStatusReport(
-            msg_id=_required(report, "p:GrpHdr/p:MsgId", "GrpHdr"),
-            created_at=parse_datetime(_required(report, "p:GrpHdr/p:CreDtTm", "GrpHdr")),
-            original_msg_id=_required(group[0], "p:OrgnlMsgId", "OrgnlGrpInfAndSts"),
-            original_msg_name_id=_required(group[0], "p:OrgnlMsgNmId", "OrgnlGrpInfAndSts"),
+            msg_id=_required(report, "p:GrpHdr/p:MsgId", "GrpHdr", ns),
+            created_at=parse_datetime(_required(report, "p:GrpHdr/p:CreDtTm", "GrpHdr", ns)),
+            original_msg_id=_required(group[0], "p:OrgnlMsgId", "OrgnlGrpInfAndSts", ns),
+            original_msg_name_id=_required(group[0], "p:OrgnlMsgNmId", "OrgnlGrpInfAndSts", ns),
             original_number_of_transactions=int(number) if number is not None and number.isdigit() else None,
-            group_status=_text(group[0], "p:GrpSts"),
+            group_status=_text(group[0], "p:GrpSts", ns),
             group_reason_code=group_code,
             transactions=tuple(transactions),
+            version=version,
         )
     except Pain002ParseError:
         raise

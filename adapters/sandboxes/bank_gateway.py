@@ -3,8 +3,9 @@
 Why apart from HTTP (``bank_sandbox``): these are the bank's rules, the part worth reading when a
 payout test surprises — what is rejected on arrival (duplicate EndToEndId, not EUR, SEPA Instant over
 its limit, a bad IBAN), how an accepted transfer's status moves along its script by the sandbox
-clock, which test IBANs fail or come back returned, and what the pain.002 reports say. The HTTP
-surface only decodes requests and applies faults. All state lives behind one lock and is lost on
+clock, which test IBANs fail or come back returned, and what the pain.002 reports say. What the bank
+books on our account (camt.053/camt.054) is kept by :mod:`.bank_ledger`. The HTTP surface only decodes
+requests and applies faults. All state lives behind one lock and is lost on
 reset; the same wire formats as production (:mod:`adapters.bank`), standard library otherwise.
 """
 
@@ -26,6 +27,7 @@ from adapters.bank.accounts import validate_iban
 from adapters.bank.errors import DocumentError, InvalidAccountError
 from adapters.bank.pain001 import InitiatedTransfer, PaymentInitiation, parse_pain001
 from adapters.bank.pain002 import PaymentStatusReport, TransactionStatus, build_pain002
+from adapters.sandboxes.bank_ledger import DueBooking, Ledger
 from adapters.sandboxes.idempotency import ClaimOutcome, IdempotencyStore
 from adapters.sandboxes.json_types import JsonValue
 from adapters.sandboxes.observations import ExecutionCounter, ExecutionCounts
@@ -39,6 +41,8 @@ TEST_IBAN_AC04 = "DE64370400449900000104"
 TEST_IBAN_AM04 = "DE15370400449900000404"
 TEST_IBAN_RETURNED = "DE47370400449900000604"
 RETURN_REASON_CODE = "AC04"
+SANDBOX_ACCOUNT_IBAN = "DE89370400440532013000"
+"""Our own account at the sandbox bank (the default debtor of PAYMENTS_BANK_DEBTOR_IBAN): statements are of it."""
 DUPLICATE_REASON_CODE = "AM05"
 """ISO ExternalStatusReason1Code "Duplication"; the EPC SCT code for a duplicate transfer."""
 
@@ -52,12 +56,15 @@ _SUBMIT = "POST /v1/payment-files"
 class ScriptedOutcome:
     """The statuses a transaction passes through, one per step; the last one sticks.
 
-    ``reason_code``/``additional_info`` are reported once the status is RJCT or RTND.
+    ``reason_code``/``additional_info`` are reported once the status is RJCT. A ``return_reason`` makes
+    the settled transfer come back one step after its last status: booked as a credit with that ISO
+    return reason (camt.054, then the day's camt.053); its pain.002 status stays ACSC, as at a real bank.
     """
 
     path: tuple[str, ...]
     reason_code: str | None = None
     additional_info: str | None = None
+    return_reason: str | None = None
 
 
 NORMAL_OUTCOME = ScriptedOutcome(("ACTC", "ACCP", "ACSC"))
@@ -68,7 +75,7 @@ SCRIPTED_OUTCOMES: Mapping[str, ScriptedOutcome] = MappingProxyType(
         TEST_IBAN_AC04: ScriptedOutcome(("ACTC", "RJCT"), "AC04", "Closed account number"),
         TEST_IBAN_AM04: ScriptedOutcome(("ACTC", "ACCP", "RJCT"), "AM04", "Insufficient funds"),
         TEST_IBAN_RETURNED: ScriptedOutcome(
-            ("ACTC", "ACCP", "ACSC", "RTND"), RETURN_REASON_CODE, "Returned by creditor bank: account closed"
+            ("ACTC", "ACCP", "ACSC"), None, "Returned by creditor bank: account closed", RETURN_REASON_CODE
         ),
     }
 )
@@ -147,8 +154,9 @@ def error_response(status: int, code: str, message: str, headers: tuple[tuple[st
 class BankGateway:
     """Everything the gateway knows, behind one lock; pure logic, no sockets."""
 
-    def __init__(self, step_delay: float) -> None:
+    def __init__(self, step_delay: float, account_iban: str = SANDBOX_ACCOUNT_IBAN) -> None:
         self._lock = threading.Lock()
+        self._account_iban = account_iban
         self._initial_step_delay = step_delay
         self._keys: IdempotencyStore[Response] = IdempotencyStore()
         self._executions = ExecutionCounter()
@@ -166,6 +174,7 @@ class BankGateway:
         self._duplicates = 0
         self._replays = 0
         self._report_seq = 0
+        self._ledger = Ledger(self._account_iban)
 
     def reset(self) -> None:
         with self._lock:
@@ -286,9 +295,15 @@ class BankGateway:
         else:
             step = int(max(0.0, self._now() - tx.clock_at) // self.step_delay)
         status = path[min(step, len(path) - 1)]
-        if status in ("RJCT", "RTND"):
+        if status == "RJCT":
             return status, tx.outcome.reason_code, tx.outcome.additional_info
         return status, None, None
+
+    def _step_locked(self, tx: _Transaction) -> int:
+        """How many status steps ``tx`` has taken by the sandbox clock (unbounded: returns come after)."""
+        if self.step_delay <= 0:
+            return 1 << 30
+        return int(max(0.0, self._now() - tx.clock_at) // self.step_delay)
 
     def status_of(self, end_to_end_id: str) -> str | None:
         with self._lock:
@@ -345,6 +360,70 @@ class BankGateway:
             if as_json:
                 return json_response(200, self._file_json_locked(file))
             return Response(200, self._report_locked(file, file.transactions), "application/xml")
+
+    # ------------------------------------------------------------------------------------ books
+
+    def _book_due_locked(self) -> None:
+        due: list[DueBooking] = []
+        for tx in self._accepted.values():
+            outcome = tx.outcome
+            if outcome is None or "ACSC" not in outcome.path:
+                continue
+            step = self._step_locked(tx)
+            transfer = tx.transfer
+            due.append(
+                DueBooking(
+                    tx.file_id,
+                    tx.end_to_end_id,
+                    transfer.amount_minor,
+                    transfer.currency,
+                    settled=step >= outcome.path.index("ACSC"),
+                    returned=outcome.return_reason is not None and step >= len(outcome.path),
+                    return_reason=outcome.return_reason,
+                    return_info=outcome.additional_info,
+                )
+            )
+        now = datetime.now(UTC)
+        self._ledger.book_due(due, now.date(), now)
+
+    def documents(self, kind: str, after: int) -> Response:
+        """``GET /v1/statements`` / ``/v1/notifications``: the documents numbered above ``after``."""
+        with self._lock:
+            self._book_due_locked()
+            listed: list[JsonValue] = [
+                {"seq": doc.seq, "message": doc.message, "report_id": doc.report_id}
+                for doc in self._ledger.documents(kind, after)
+            ]
+            return json_response(200, {"documents": listed})
+
+    def document(self, kind: str, seq: int) -> Response:
+        with self._lock:
+            found = self._ledger.document(kind, seq)
+            if found is None:
+                return error_response(404, "not_found", f"no {kind} document {seq}")
+            return Response(200, found.body, "application/xml")
+
+    def close_day(self) -> int:
+        """Cut today's camt.053 from everything booked since the last one; its number."""
+        with self._lock:
+            self._book_due_locked()
+            return self._ledger.close_day(datetime.now(UTC)).seq
+
+    def lose(self, end_to_end_id: str) -> None:
+        with self._lock:
+            self._ledger.lose(end_to_end_id)
+
+    def book_foreign(self, end_to_end_id: str, amount_minor: int, currency: str) -> None:
+        with self._lock:
+            self._ledger.book_foreign(end_to_end_id, amount_minor, currency, datetime.now(UTC).date())
+
+    def set_message_versions(self, statement: str | None, notification: str | None) -> None:
+        """The camt versions this bank writes (what its customers configured it to send)."""
+        with self._lock:
+            if statement:
+                self._ledger.statement_version = statement
+            if notification:
+                self._ledger.notification_version = notification
 
 
 def _control_totals_mismatch(initiation: PaymentInitiation) -> str | None:

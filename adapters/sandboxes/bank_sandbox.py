@@ -1,4 +1,4 @@
-"""Offline bank gateway sandbox: pain.001 in, pain.002 out, over real HTTP on loopback.
+"""Offline bank gateway sandbox: pain.001 in, pain.002, camt.053 and camt.054 out, over real HTTP on loopback.
 
 Why: the bank adapter must be proven against the failure modes of a real payment gateway —
 duplicates, lost responses, throttling, rejections and returns — without a network or a bank. This
@@ -41,16 +41,25 @@ Gateway API (all ``/v1`` calls need ``Authorization: Bearer <any non-empty token
 ``GET /v1/payment-files/{file_id}``
     The same as JSON (the 202 shape with current statuses).
 
+``GET /v1/statements?after=N`` / ``GET /v1/notifications?after=N``
+    ``{"documents": [{"seq", "message", "report_id"}]}``: the camt.053 end-of-day statements (cut by
+    ``POST /_sandbox/close-day``) or camt.054 notifications (one per batch of returns, written when the
+    return is booked) numbered above ``N`` — how a gateway offers the documents a client has not
+    fetched yet (EBICS C53/C54 downloads work alike). Bookings follow the sandbox clock like statuses:
+    a transfer is booked (a debit, one entry per payment file) when it reaches ACSC.
+``GET /v1/statements/{seq}`` / ``GET /v1/notifications/{seq}``
+    The document itself (``application/xml``), valid against its official XSD; 404 if unknown.
+
 Status progression (lazy, by the sandbox clock; one step = ``step_delay`` seconds, default 0.5;
-``step_delay <= 0`` jumps straight to the final state; ``RTND`` is our pain.002 convention for a
-return, see :mod:`adapters.bank.pain002`)::
+``step_delay <= 0`` jumps straight to the final state; a return is no status: it is booked, one step
+after ACSC, as a credit with ``RtrInf`` in a camt.054 and the next camt.053)::
 
     any other IBAN          ACTC → ACCP → ACSC
     any other IBAN, INST    ACTC → ACSC
     TEST_IBAN_AC01          ACTC → RJCT AC01 (incorrect account number)
     TEST_IBAN_AC04          ACTC → RJCT AC04 (closed account number)
     TEST_IBAN_AM04          ACTC → ACCP → RJCT AM04 (insufficient funds)
-    TEST_IBAN_RETURNED      ACTC → ACCP → ACSC → RTND AC04 (returned: account closed)
+    TEST_IBAN_RETURNED      ACTC → ACCP → ACSC, then returned AC04 (account closed) in camt.054
 
 Test IBANs (valid checksums, bank code 37040044)::
 
@@ -86,6 +95,10 @@ Control API (no auth; ``/_sandbox`` requests are never faulted nor logged)::
     POST   /_sandbox/clock/advance  {"seconds"}  move the sandbox clock forward
     POST   /_sandbox/step-delay     {"seconds"}  set the status step delay
     POST   /_sandbox/latency        {"seconds"}  hold every ``/v1`` request this long before handling it
+    POST   /_sandbox/close-day      cut today's camt.053; answers {"seq"}
+    POST   /_sandbox/lose           {"end_to_end_id"}  the bank settles it but never books it
+    POST   /_sandbox/foreign-booking {"end_to_end_id", "amount_minor", "currency"="EUR"}  a debit we never sent
+    POST   /_sandbox/message-versions {"statement"?, "notification"?}  e.g. camt.053.001.02
 
 Python API: :class:`BankSandbox` (start/stop/context manager, ``url``, ``inject``,
 ``set_fault_rate``, ``clear_faults``, ``set_step_delay``, ``set_stall_seconds``, ``set_latency``, ``advance_clock``,
@@ -104,7 +117,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from adapters.sandboxes import listen_arguments, run_until_signalled
 from adapters.sandboxes.bank_gateway import (
@@ -161,6 +174,7 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     FaultKind.DROP_AFTER_WORK,
 )
 _NOTHING_EXECUTES = frozenset({FaultKind.HTTP_500, FaultKind.HTTP_429, FaultKind.STALL, FaultKind.RESET})
+_DOCUMENT_KINDS = {"statements": "camt.053", "notifications": "camt.054"}
 _DEFAULT_MIX: Mapping[str, float] = {"http_500": 1.0, "http_429": 1.0, "reset": 1.0}
 
 
@@ -368,6 +382,18 @@ class _Handler(SandboxHandler[_SandboxState]):
             if method != "GET":
                 return error_response(405, "method_not_allowed", "use GET", (("Allow", "GET"),))
             return gateway.transaction_report(parts[2])
+        if len(parts) in (2, 3) and parts[0] == "v1" and parts[1] in _DOCUMENT_KINDS:
+            if method != "GET":
+                return error_response(405, "method_not_allowed", "use GET", (("Allow", "GET"),))
+            kind = _DOCUMENT_KINDS[parts[1]]
+            if len(parts) == 2:
+                after = parse_qs(urlsplit(self.path).query).get("after", ["0"])[0]
+                if not after.isdigit():
+                    return error_response(400, "invalid_request", "after must be a document number")
+                return gateway.documents(kind, int(after))
+            if not parts[2].isdigit():
+                return error_response(404, "not_found", f"no {kind} document {parts[2]}")
+            return gateway.document(kind, int(parts[2]))
         if len(parts) in (3, 4) and parts[:2] == ["v1", "payment-files"]:
             if method != "GET":
                 return error_response(405, "method_not_allowed", "use GET", (("Allow", "GET"),))
@@ -424,6 +450,16 @@ class _Handler(SandboxHandler[_SandboxState]):
                 state.gateway.set_step_delay(float(payload["seconds"]))
             elif (method, path) == ("POST", "/_sandbox/latency"):
                 state.latency.set(float(payload["seconds"]))
+            elif (method, path) == ("POST", "/_sandbox/close-day"):
+                return json_response(200, {"seq": state.gateway.close_day()})
+            elif (method, path) == ("POST", "/_sandbox/lose"):
+                state.gateway.lose(str(payload["end_to_end_id"]))
+            elif (method, path) == ("POST", "/_sandbox/foreign-booking"):
+                state.gateway.book_foreign(
+                    str(payload["end_to_end_id"]), int(payload["amount_minor"]), str(payload.get("currency", "EUR"))
+                )
+            elif (method, path) == ("POST", "/_sandbox/message-versions"):
+                state.gateway.set_message_versions(payload.get("statement"), payload.get("notification"))
             else:
                 return error_response(404, "not_found", f"no control route for {method} {path}")
         except (KeyError, TypeError, ValueError) as exc:
@@ -522,6 +558,22 @@ class BankSandbox(HostedSandbox[_SandboxState]):
     def status_of(self, end_to_end_id: str) -> str | None:
         """The current status code of a transaction (as ``GET /v1/payment-status`` would report)."""
         return self._state.gateway.status_of(end_to_end_id)
+
+    def close_day(self) -> int:
+        """Cut today's camt.053 statement (everything booked since the last one); its number."""
+        return self._state.gateway.close_day()
+
+    def lose(self, end_to_end_id: str) -> None:
+        """The bank settles this transfer but never books it: it is missing from every statement."""
+        self._state.gateway.lose(end_to_end_id)
+
+    def book_foreign(self, end_to_end_id: str, amount_minor: int, currency: str = "EUR") -> None:
+        """Book a debit of our account that we never initiated."""
+        self._state.gateway.book_foreign(end_to_end_id, amount_minor, currency)
+
+    def set_message_versions(self, statement: str | None = None, notification: str | None = None) -> None:
+        """The camt versions the bank writes from now on (e.g. ``camt.053.001.02``)."""
+        self._state.gateway.set_message_versions(statement, notification)
 
     def requests(self) -> list[RequestRecord]:
         """The ``/v1`` request log, oldest first."""

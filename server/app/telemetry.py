@@ -82,6 +82,16 @@ reconciliation_open = _meter.create_observable_gauge(
     description="operations in REQUIRES_RECONCILIATION now, by resource type (alert while above 0)",
 )  # fmt: skip
 
+
+bank_discrepancies = _meter.create_counter(
+    "payments.bank.discrepancies",
+    description="reconciliation discrepancies found in bank statements, by kind (unknown_entry, amount_mismatch, "
+    "currency_mismatch, status_conflict, unbooked_payout): each needs finance",
+)
+bank_entries = _meter.create_counter(
+    "payments.bank.entries", description="bank statement entries imported, by kind and outcome"
+)
+
 _propagator = TraceContextTextMapPropagator()
 
 

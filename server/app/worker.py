@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -81,6 +81,9 @@ class WorkerPolicy:
 
 
 ReconciliationHook = Callable[[str, str], None]  # (resource id, psp)
+# A job the worker runs once per round, given the loop's time: it decides itself whether it is due (the
+# bank statement fetch, server/app/bank_statements.py).
+PeriodicJob = Callable[[float], Awaitable[None]]
 
 
 class BackgroundWorker:
@@ -93,6 +96,7 @@ class BackgroundWorker:
         policy: WorkerPolicy,
         now: Callable[[], datetime],
         on_reconciliation: list[ReconciliationHook] | None = None,
+        periodic: Sequence[PeriodicJob] = (),
     ) -> None:
         self._ops = operations
         self._store = store
@@ -101,6 +105,7 @@ class BackgroundWorker:
         self._policy = policy
         self._now = now
         self._hooks = on_reconciliation or []
+        self._periodic = list(periodic)
         self._next_prune = 0.0
         self._next_measure = 0.0
         self._woken = asyncio.Event()
@@ -122,6 +127,7 @@ class BackgroundWorker:
                     await self._claim(recoveries, polls)
                     await self._prune()
                     await self._measure_backlog()
+                    await self._run_periodic()
                 except StorageUnavailable as exc:  # the database is away: try again next round
                     log.warning("worker round skipped: %s", exc.message)
                 except Exception:
@@ -167,6 +173,17 @@ class BackgroundWorker:
         self._next_measure = now + self._policy.measure_backlog_every_seconds
         backlog = await self._store.measure_backlog()
         telemetry.observe_backlog(backlog.oldest_unfinished_seconds, backlog.requires_reconciliation)
+
+    async def _run_periodic(self) -> None:
+        """Each periodic job on its own: a bank gateway that is down delays its statements only."""
+        now = asyncio.get_running_loop().time()
+        for job in self._periodic:
+            try:
+                await job(now)
+            except StorageUnavailable:
+                raise
+            except Exception as exc:
+                log.warning("periodic worker job failed: %s: %s", type(exc).__name__, exc)
 
     async def _prune(self) -> None:
         now = asyncio.get_running_loop().time()

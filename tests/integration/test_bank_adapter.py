@@ -25,6 +25,7 @@ import pytest
 from adapters.bank.adapter import BankTransferAdapter, SepaTransferInvalidError
 from adapters.bank.pain001 import DebtorAccount, parse_pain001, validate_pain001
 from adapters.bank.pain002 import PaymentStatusReport, TransactionStatus, build_pain002
+from adapters.bank.statements import BankStatementFeed
 from adapters.retry import AttemptReport, RetryingProvider, RetryPolicy
 from adapters.sandboxes.bank_sandbox import (
     RETURN_REASON_CODE,
@@ -45,6 +46,7 @@ from server.app.psp import (
     PspUnavailableError,
     RefundOrder,
 )
+from server.domain.bank_statements import ReportKind
 from server.domain.model import SepaDestination, StripeAccountDestination
 from server.domain.money import Money
 
@@ -291,18 +293,29 @@ async def test_scripted_rejection_fails_with_its_iso_code(
     assert_no_secrets(repr(failed))
 
 
-async def test_returned_transfer_is_reported_as_returned(
-    sandbox: BankSandbox, adapter: BankTransferAdapter, provider: RetryingProvider
-) -> None:
+async def test_returned_transfer_is_paid_by_status_and_returned_by_notification(
+    sandbox: BankSandbox, adapter: BankTransferAdapter, provider: RetryingProvider,
+    wire: tuple[Wire, httpx.AsyncClient],
+) -> None:  # fmt: skip
+    """The status report says ACSC for good; the return comes as a camt.054 credit with RtrInf, which the
+    statement feed reads (and the reconciliation turns into RETURNED: tests/e2e/test_bank_statements.py)."""
     order = new_order(adapter, TEST_IBAN_RETURNED)
     assert (await provider.payout(order, deadline())).kind is OutcomeKind.PENDING
-    returned, seen = await poll(provider, order, {OutcomeKind.RETURNED})
-    assert returned.failure is not None
-    assert returned.failure.code == RETURN_REASON_CODE
-    assert returned.failure.decline_code == RETURN_REASON_CODE
-    assert returned.data["bank_status"] == "RTND"
-    assert is_ordered_subsequence(seen, ["ACTC", "ACCP", "ACSC", "RTND"]), seen
-    assert sandbox.executions_for(order.psp_data["end_to_end_id"]) == 1
+    paid, seen = await poll(provider, order, {OutcomeKind.SUCCEEDED})
+    assert paid.data["bank_status"] == "ACSC"
+    assert is_ordered_subsequence(seen, ["ACTC", "ACCP", "ACSC"]), seen
+    assert not adapter.payouts_can_return  # nobody polls pain.002 for a return that never shows there
+    e2e = order.psp_data["end_to_end_id"]
+    feed = BankStatementFeed(sandbox.url, "test-token", http=wire[1])
+    deadline_at = time.monotonic() + 5
+    documents: list[tuple[int, bytes]] = []
+    while not documents and time.monotonic() < deadline_at:
+        documents = await feed.documents_after(ReportKind.NOTIFICATION, 0)
+        await asyncio.sleep(0.02)
+    ((seq, data),) = documents
+    entry = feed.read(data).reports[0].entries[0]
+    assert (seq, entry.end_to_end_id, entry.return_reason) == (1, e2e, RETURN_REASON_CODE)
+    assert sandbox.executions_for(e2e) == 1
 
 
 async def test_unknown_transfer_looks_up_as_unknown(

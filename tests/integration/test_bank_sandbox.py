@@ -12,8 +12,10 @@ import httpx
 import pytest
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
+from adapters.bank.errors import DocumentError
 from adapters.bank.pain001 import CreditTransfer, DebtorAccount, build_pain001, derive_message_ids
 from adapters.bank.pain002 import TransactionStatus, parse_pain002
+from adapters.bank.statements import BankStatementFeed, read_camt
 from adapters.sandboxes.bank_sandbox import (
     DUPLICATE_REASON_CODE,
     FAULT_KINDS,
@@ -25,6 +27,7 @@ from adapters.sandboxes.bank_sandbox import (
     TEST_IBAN_RETURNED,
     BankSandbox,
 )
+from server.domain.bank_statements import BankDocument, Direction, ReportKind
 
 DEBTOR = DebtorAccount(name="Payments GmbH", iban="DE32370400449900000001", bic="COBADEFFXXX")
 AUTH = {"Authorization": "Bearer sandbox-token"}
@@ -192,15 +195,27 @@ def test_scripted_rejections(
     assert sandbox.executions_for(e2e) == 1  # the bank did attempt it
 
 
-def test_return_after_settlement(sandbox: BankSandbox, client: httpx.Client) -> None:
+def notifications(client: httpx.Client, after: int = 0) -> list[BankDocument]:
+    listing = client.get("/v1/notifications", params={"after": str(after)})
+    assert listing.status_code == 200
+    return [read_camt(client.get(f"/v1/notifications/{item['seq']}").content) for item in listing.json()["documents"]]
+
+
+def test_return_after_settlement_comes_as_a_camt054_not_a_status(sandbox: BankSandbox, client: httpx.Client) -> None:
     body, e2e = payment_file(TEST_IBAN_RETURNED)
     submit(client, body)
     sandbox.advance_clock(STEP * 2.5)
     assert status_of(client, e2e).status == "ACSC"
+    assert notifications(client) == []
     sandbox.advance_clock(STEP)
-    entry = status_of(client, e2e)
-    assert (entry.status, entry.reason_code) == ("RTND", RETURN_REASON_CODE)
-    assert entry.outcome == "returned"
+    assert status_of(client, e2e).status == "ACSC"  # a status report never says "returned"
+    (document,) = notifications(client)
+    assert document.message == "camt.054.001.08"
+    (entry,) = document.reports[0].entries
+    assert (entry.end_to_end_id, entry.return_reason, entry.direction) == (e2e, RETURN_REASON_CODE, Direction.CREDIT)
+    assert entry.booked
+    assert entry.amount_minor == 2_500
+    assert notifications(client, after=1) == []
 
 
 @pytest.mark.parametrize("iban", [TEST_IBAN_ACCEPT, TEST_IBAN_AC01, TEST_IBAN_AC04, TEST_IBAN_AM04, TEST_IBAN_RETURNED])
@@ -507,7 +522,8 @@ def test_zero_step_delay_is_final_immediately(sandbox: BankSandbox, client: http
     sandbox.set_step_delay(0)
     body, e2e = payment_file(TEST_IBAN_RETURNED)
     submit(client, body)
-    assert sandbox.status_of(e2e) == "RTND"
+    assert sandbox.status_of(e2e) == "ACSC"
+    assert [doc.reports[0].entries[0].return_reason for doc in notifications(client)] == [RETURN_REASON_CODE]
 
 
 def test_stop_is_prompt_with_idle_keep_alive_connections() -> None:
@@ -547,3 +563,32 @@ def test_latency_holds_submissions_and_status_reports() -> None:
         started = time.monotonic()
         status_of(http, e2e)
         assert time.monotonic() - started >= latency
+
+
+async def test_the_bank_writes_the_versions_it_is_configured_for_and_a_feed_reads_only_its_own(
+    sandbox: BankSandbox,
+) -> None:
+    sandbox.set_step_delay(0)
+    sandbox.set_message_versions(statement="camt.053.001.02", notification="camt.054.001.02")
+    with httpx.Client(base_url=sandbox.url, headers=AUTH, timeout=2.0) as client:
+        body, e2e = payment_file(TEST_IBAN_RETURNED)
+        submit(client, body)
+    sandbox.book_foreign("NOT-OURS-1", 990)
+    assert sandbox.close_day() == 1
+    async with httpx.AsyncClient() as http:
+        legacy = BankStatementFeed(sandbox.url, "t", accepted=("camt.053.001.02", "camt.054.001.02"), http=http)
+        modern = BankStatementFeed(sandbox.url, "t", accepted=("camt.053.001.08", "camt.054.001.08"), http=http)
+        ((seq, data),) = await legacy.documents_after(ReportKind.STATEMENT, 0)
+        statement = legacy.read(data)
+        assert (seq, statement.message) == (1, "camt.053.001.02")
+        entries = {(e.end_to_end_id, e.direction, e.return_reason) for e in statement.reports[0].entries}
+        assert entries == {
+            (e2e, Direction.DEBIT, None),
+            (e2e, Direction.CREDIT, RETURN_REASON_CODE),
+            ("NOT-OURS-1", Direction.DEBIT, None),
+        }
+        ((_, notice),) = await legacy.documents_after(ReportKind.NOTIFICATION, 0)
+        assert legacy.read(notice).message == "camt.054.001.02"
+        with pytest.raises(DocumentError, match="not accepted"):
+            modern.read(data)
+        assert await legacy.documents_after(ReportKind.STATEMENT, 1) == []
