@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml client/pyproject.toml
 serve: $(STAMP)
 	$(BIN)/payments serve
 
+# Three pytest processes, a test file each at a time (--dist loadfile: module fixtures such as a served
+# process stay in one process); each starts its own PostgreSQL. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 3
 test: lint typecheck buflint
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 # The Stripe adapter's integration suite against Stripe's test mode (or any Stripe-compatible server
 # at PAYMENTS_STRIPE_API_BASE). Needs PAYMENTS_STRIPE_API_KEY=sk_test_…; skipped without it.
