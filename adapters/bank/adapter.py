@@ -59,6 +59,7 @@ from server.app.psp import (
 )
 from server.domain.finality import Rejection
 from server.domain.idempotency import Operation
+from server.domain.iso_reasons import REASON_TEXT
 from server.domain.model import Failure, PayoutDestination, SepaDestination
 from server.domain.money import Money
 from server.domain.sepa_scheme import SEPA_CURRENCY, SEPA_MAX_AMOUNT_MINOR
@@ -82,39 +83,6 @@ PSP_DATA_KEYS: Final = ("msg_id", "pmt_inf_id", "end_to_end_id", "created_at")
 
 _ERROR_TEXT_LIMIT = 300
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-correlation-id")
-
-# ISO 20022 ExternalStatusReason1Code descriptions for the reasons a SEPA credit transfer commonly
-# gets. Ours rather than the bank's AddtlInf, which is free text and may quote account data.
-_REASON_TEXT: Final[dict[str, str]] = {
-    "AC01": "Incorrect account number",
-    "AC04": "Closed account number",
-    "AC06": "Blocked account",
-    "AC13": "Invalid debtor account type",
-    "AG01": "Transaction forbidden on this type of account",
-    "AG02": "Invalid bank operation code",
-    "AM01": "Zero amount",
-    "AM02": "Amount not allowed",
-    "AM03": "Currency not allowed",
-    "AM04": "Insufficient funds",
-    "AM05": "Duplication",
-    "AM09": "Wrong amount",
-    "BE04": "Missing creditor address",
-    "CNOR": "Creditor bank is not registered",
-    "CUST": "Requested by customer",
-    "DUPL": "Duplicate payment",
-    "FF01": "Invalid file format",
-    "FOCR": "Following cancellation request",
-    "MD07": "End customer deceased",
-    "MS02": "Not specified reason, customer generated",
-    "MS03": "Not specified reason, agent generated",
-    "RC01": "Bank identifier incorrect",
-    "RR01": "Missing debtor account or identification",
-    "RR02": "Missing debtor name or address",
-    "RR03": "Missing creditor name or address",
-    "RR04": "Regulatory reason",
-    "TM01": "Received after the cut-off time",
-}
-
 
 # The gateway keeps idempotency keys and EndToEndIds (its duplicate check) for 30 days in our contract
 # with it, and answers status look-ups by EndToEndId for 90 days. Another bank: pass its figures.
@@ -522,8 +490,8 @@ def _outcome(entry: TransactionStatus, data: dict[str, str], psp: str) -> PspOut
 def _failure(entry: TransactionStatus, fallback_code: str) -> Failure:
     """Failure(code=ISO reason, message=its meaning, decline_code=ISO reason)."""
     code = entry.reason_code or ""
-    if code in _REASON_TEXT:
-        message = _REASON_TEXT[code]
+    if code in REASON_TEXT:
+        message = REASON_TEXT[code]
     elif entry.additional_info:
         message = _clean(" ".join(entry.additional_info))
     elif entry.reason_proprietary:

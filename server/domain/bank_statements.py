@@ -21,6 +21,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from server.domain.business_days import business_days_between
+from server.domain.iso_reasons import REASON_TEXT
 from server.domain.states import PayoutStatus
 
 __all__ = [
@@ -220,37 +221,8 @@ def is_overdue(paid_on: date, as_of: date, grace_business_days: int) -> bool:
     return business_days_between(paid_on, as_of) > grace_business_days
 
 
-# ISO 20022 ExternalReturnReason1Code meanings of the reasons a SEPA credit transfer comes back with
-# (EPC SCT rulebook, R-transactions). Ours rather than the bank's AddtlInf, which may quote account data.
-RETURN_REASONS: dict[str, str] = {
-    "AC01": "Incorrect account number",
-    "AC04": "Closed account number",
-    "AC06": "Blocked account",
-    "AC13": "Invalid debtor account type",
-    "AG01": "Transaction forbidden on this type of account",
-    "AG02": "Invalid bank operation code",
-    "AM05": "Duplication",
-    "AM09": "Wrong amount",
-    "BE04": "Missing creditor address",
-    "CNOR": "Creditor bank is not registered",
-    "CUST": "Requested by customer",
-    "DUPL": "Duplicate payment",
-    "FOCR": "Following cancellation request",
-    "FRAD": "Fraudulent origin",
-    "MD07": "End customer deceased",
-    "MS02": "Not specified reason, customer generated",
-    "MS03": "Not specified reason, agent generated",
-    "RC01": "Bank identifier incorrect",
-    "RR01": "Missing debtor account or identification",
-    "RR02": "Missing debtor name or address",
-    "RR03": "Missing creditor name or address",
-    "RR04": "Regulatory reason",
-    "TECH": "Technical problem",
-}
-
-
 def return_reason_text(code: str | None) -> str:
     """What a return reason means, for the payout's failure message."""
     if code is None:
         return "returned by the bank (reversal)"
-    return RETURN_REASONS.get(code, f"returned by the bank ({code})")
+    return REASON_TEXT.get(code, f"returned by the bank ({code})")
