@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,20 +22,13 @@ from server.domain.ids import IdKind, format_id, new_id
 from server.domain.model import Payout, SepaDestination
 from server.domain.money import Money
 from server.domain.states import PayoutStatus, ResourceType
-from storage.database import Database, create_pool
+from storage.database import Database
 from storage.operations_store import PostgresOperationStore
 from storage.statement_store import PostgresStatementStore
 
 SAMPLES = Path(__file__).parents[1] / "unit" / "bank_samples"
 AT = datetime(2026, 12, 1, 12, tzinfo=UTC)
 OK = StoredReply(0, b"reply")
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(await create_pool(database_url))
-    yield database
-    await database.close()
 
 
 def statements(db: Database, grace: int = 2) -> BankStatements:

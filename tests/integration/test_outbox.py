@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import struct
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,7 +33,7 @@ from server.domain.model import (
 )
 from server.domain.money import Money
 from server.domain.states import PaymentStatus, PayoutStatus, RefundStatus, ResourceType
-from storage.database import Database, create_pool
+from storage.database import Database
 from storage.events_store import EVENT_TYPES, EventCursor, PostgresEventStore
 from storage.operations_store import PostgresOperationStore
 from storage.payee_store import PostgresPayeeStore
@@ -44,13 +43,6 @@ from storage.worker_store import PostgresWorkerStore
 AT = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 OK = StoredReply(0, b"reply")
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(await create_pool(database_url))
-    yield database
-    await database.close()
 
 
 def payment_draft(client: str = "c", **changes: Any) -> Payment:

@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-
-import pytest
 
 from server.app.store import KeyClaim
 from server.app.webhook_events import DueLookup, StripeEvent
@@ -16,19 +13,12 @@ from server.domain.idempotency import Operation
 from server.domain.model import Payment
 from server.domain.money import Money
 from server.domain.states import PaymentStatus, ResourceType
-from storage.database import Database, create_pool
+from storage.database import Database
 from storage.operations_store import PostgresOperationStore
 from storage.webhook_store import PostgresWebhookStore
 from storage.worker_store import PostgresWorkerStore
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(await create_pool(database_url, max_size=4))
-    yield database
-    await database.close()
 
 
 async def payment(db: Database, key: str, reference: str, *, status: str = "PROCESSING", psp: str = "stripe",
