@@ -229,20 +229,23 @@ def test_the_cli_calls_through_the_library(server: ServerHarness) -> None:
 
 def test_a_dropped_watch_resumes_after_the_last_event(server: ServerHarness) -> None:
     """WatchEvents through a connection that is cut mid-stream: the library reopens it after the last
-    event it yielded, so the consumer sees every event once, in order."""
+    event it yielded, so the consumer sees every event once, in order. The events committed after the
+    cut can only reach it through a reopened stream (the first one may have had every earlier event in
+    its buffer already)."""
     proxy = CuttingProxy(server.service.port)
     try:
         with PaymentsClient(proxy.target, timeout=10, retry=QUICK, options=FAST_RECONNECT) as client:
             for _ in range(3):
                 client.charge(EUR_12_50, "pm_card_visa")
-            expected = [e.id for e in client.list_events(page_size=100).events]
-            assert len(expected) >= 3
             watched = client.watch_events(after_event_id="0")
             seen = [next(watched).id]
             proxy.cut()
+            for _ in range(2):
+                client.charge(EUR_12_50, "pm_card_visa")
+            expected = [e.id for e in client.list_events(page_size=100).events]
+            assert len(expected) >= 10  # two events per charge
             seen += [next(watched).id for _ in range(len(expected) - 1)]
             watched.close()
     finally:
         proxy.close()
     assert seen == expected
-    assert proxy.connections >= 2
