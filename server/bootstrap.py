@@ -20,7 +20,7 @@ import httpx
 import stripe
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-from adapters.bank.adapter import BankTransferAdapter
+from adapters.bank.adapter import BankTransferAdapter, bank_http_client
 from adapters.bank.camt import SUPPORTED_MESSAGES as CAMT_MESSAGES
 from adapters.bank.pain001 import DebtorAccount
 from adapters.bank.pain002 import PAIN002_VERSIONS
@@ -151,8 +151,7 @@ def build_providers(settings: Settings) -> Providers:
         log.info("using the built-in bank sandbox", extra={"bank_api_base": bank_sandbox.url})
     assert bank_token is not None
     debtor = DebtorAccount(settings.bank_debtor_name, settings.bank_debtor_iban, settings.bank_debtor_bic)
-    pool = settings.psp_max_connections  # explicit, so no hidden httpx default caps concurrency
-    bank_http = httpx.AsyncClient(limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool))
+    bank_http = bank_http_client(settings.psp_max_connections)
     status_versions, camt_versions = bank_message_versions(settings)
     adapter = BankTransferAdapter(bank_base, bank_token, debtor, http=bank_http, status_versions=status_versions)
     bank = RetryingProvider(adapter)

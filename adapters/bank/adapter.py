@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 import httpx
 
+from adapters.aiohttp_transport import AiohttpTransport
 from adapters.bank import payee_check
 from adapters.bank.errors import BankValidationError, DocumentError, Pain002ParseError
 from adapters.bank.pain001 import CreditTransfer, DebtorAccount, build_pain001, derive_message_ids
@@ -83,6 +84,15 @@ PSP_DATA_KEYS: Final = ("msg_id", "pmt_inf_id", "end_to_end_id", "created_at")
 
 _ERROR_TEXT_LIMIT = 300
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-correlation-id")
+
+_DEFAULT_CONNECTIONS = 100  # an adapter's own client (tests, tools); the service passes PAYMENTS_PSP_MAX_CONNECTIONS
+
+
+def bank_http_client(max_connections: int) -> httpx.AsyncClient:
+    """The HTTP client for a bank gateway: httpx's interface on aiohttp's connection pool
+    (adapters/aiohttp_transport.py says why), with no hidden cap on concurrent requests."""
+    return httpx.AsyncClient(transport=AiohttpTransport(max_connections), timeout=MAX_REQUEST_SECONDS)
+
 
 # The gateway keeps idempotency keys and EndToEndIds (its duplicate check) for 30 days in our contract
 # with it, and answers status look-ups by EndToEndId for 90 days. Another bank: pass its figures.
@@ -141,7 +151,7 @@ class BankTransferAdapter:
         self._status_versions = status_versions  # the pain.002 versions this bank sends (its configuration)
         self._owns_http = http is None
         # The client default is only a backstop: every request passes its own deadline-derived timeout.
-        self._http = http if http is not None else httpx.AsyncClient(timeout=MAX_REQUEST_SECONDS)
+        self._http = http if http is not None else bank_http_client(_DEFAULT_CONNECTIONS)
 
     @property
     def name(self) -> str:
