@@ -16,10 +16,9 @@ from pathlib import Path
 
 import grpc
 
+from payments_client.credentials import CERTIFICATE, PRIVATE_KEY, CredentialsError, read_pem
 from server.config import ConfigError, Settings
 
-_CERT_MARKER = b"-----BEGIN CERTIFICATE-----"
-_KEY_MARKER = b"PRIVATE KEY-----"
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost", "ip6-loopback"})
 
 
@@ -28,22 +27,19 @@ class InsecureListen(ConfigError):
 
 
 def _read(path: Path, what: str, marker: bytes) -> bytes:
-    """Reads a PEM file; the error names the file and what was expected, never its content."""
+    """A PEM file, read by the client library's rule (one for both sides); its error as a ConfigError."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{what} {str(path)!r} cannot be read: {exc.strerror or type(exc).__name__}") from None
-    if marker not in data:
-        raise ConfigError(f"{what} {str(path)!r} is not a PEM file with a {marker.decode().strip('-')} block")
-    return data
+        return read_pem(path, what, marker)
+    except CredentialsError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def read_certificate(path: Path, what: str = "certificate") -> bytes:
-    return _read(path, what, _CERT_MARKER)
+    return _read(path, what, CERTIFICATE)
 
 
 def read_private_key(path: Path, what: str = "private key") -> bytes:
-    return _read(path, what, _KEY_MARKER)
+    return _read(path, what, PRIVATE_KEY)
 
 
 def load_server_credentials(cert: Path, key: Path, client_ca: Path | None = None) -> grpc.ServerCredentials:

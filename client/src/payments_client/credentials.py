@@ -15,15 +15,17 @@ from pathlib import Path
 
 import grpc
 
-_CERT_MARKER = b"-----BEGIN CERTIFICATE-----"
-_KEY_MARKER = b"PRIVATE KEY-----"
+CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
+PRIVATE_KEY = b"PRIVATE KEY-----"
 
 
 class CredentialsError(ValueError):
     """A certificate, key or token cannot be used as configured."""
 
 
-def _read_pem(path: Path, what: str, marker: bytes) -> bytes:
+def read_pem(path: Path, what: str, marker: bytes) -> bytes:
+    """Reads a PEM file that holds a `marker` block (CERTIFICATE or PRIVATE_KEY); the error names the
+    file and what was expected, never its content. The server reads its own with it too."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -73,9 +75,9 @@ class Credentials:
             raise CredentialsError("a client certificate and its private key must be given together")
         return cls(
             tls=tls or ca is not None or cert is not None,
-            root_certificates=_read_pem(Path(ca), "CA certificate", _CERT_MARKER) if ca else None,
-            certificate_chain=_read_pem(Path(cert), "client certificate", _CERT_MARKER) if cert else None,
-            private_key=_read_pem(Path(key), "client private key", _KEY_MARKER) if key else None,
+            root_certificates=read_pem(Path(ca), "CA certificate", CERTIFICATE) if ca else None,
+            certificate_chain=read_pem(Path(cert), "client certificate", CERTIFICATE) if cert else None,
+            private_key=read_pem(Path(key), "client private key", PRIVATE_KEY) if key else None,
             token=_read_token(Path(token_file)) if token_file else (token or None),
             server_name=server_name or None,
         )
