@@ -50,27 +50,25 @@ _PRUNE_REPLIES = """
     )
 """
 
-_PRUNE_WEBHOOK_EVENTS = """
-    DELETE FROM stripe_webhook_events
-    WHERE event_id IN (
-        SELECT event_id FROM stripe_webhook_events
-        WHERE received_at < now() - make_interval(secs => $1)
-        ORDER BY received_at
-        LIMIT $2
-    )
-"""
 
-# One batch of old outbox events, oldest first along outbox_events_created (docs/outbox.md, Retention).
-_PRUNE_EVENTS = """
-    DELETE FROM outbox_events
-    WHERE id IN (
-        SELECT id FROM outbox_events
-        WHERE created_at < now() - make_interval(secs => $1)
-        ORDER BY created_at
-        LIMIT $2
-        FOR UPDATE SKIP LOCKED  -- every replica's worker prunes; none waits for another's batch
-    )
-"""
+def _delete_older_than(table: str, key: str, time_column: str) -> str:
+    """One batch of a table's rows older than $1 seconds, at most $2, oldest first. Every replica's worker
+    prunes: SKIP LOCKED lets none wait for another's batch."""
+    return f"""
+        DELETE FROM {table}
+        WHERE {key} IN (
+            SELECT {key} FROM {table}
+            WHERE {time_column} < now() - make_interval(secs => $1)
+            ORDER BY {time_column}
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        )
+    """
+
+
+_PRUNE_WEBHOOK_EVENTS = _delete_older_than("stripe_webhook_events", "event_id", "received_at")
+# Outbox events, found through the BRIN index on created_at (docs/outbox.md, Retention).
+_PRUNE_EVENTS = _delete_older_than("outbox_events", "id", "created_at")
 
 # The backlog gauges (payments.recovery.backlog.age, payments.reconciliation.open). Both read only rows the
 # worker's partial indexes hold: unfinished keys (idempotency_keys_stalled) and resources with a next poll
