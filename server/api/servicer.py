@@ -146,12 +146,10 @@ class PaymentServicer:
         self, request: svc.ListEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> bytes | Message:
         async def work(ctx: CallContext) -> Message:
-            if request.page_size < 0:
-                raise InvalidRequest([FieldViolation("page_size", "must not be negative", "INVALID_PAGE_SIZE")])
-            resource_id = validation.any_resource_id(request.resource_id) if request.resource_id else None
+            types, resource_id = validation.list_events_filters(request)
             page = await self._events.page(
-                ctx.client_id, page_size=request.page_size, page_token=request.page_token,
-                types=event_types(list(request.types)), resource_id=resource_id,
+                ctx.client_id, page_size=request.page_size, page_token=request.page_token, types=types,
+                resource_id=resource_id,
             )  # fmt: skip
             return svc.ListEventsResponse(
                 events=[convert.event_pb(e) for e in page.events], next_page_token=page.next_page_token

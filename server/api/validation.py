@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from payments.v1 import payment_service_pb2 as svc
 from payments.v1 import resources_pb2 as res
 from server.app.commands import CancelCommand, CaptureCommand, ChargeCommand, PayoutCommand, RefundCommand
+from server.app.events import event_types
 from server.app.queries import ListPaymentsQuery, ListPayoutsQuery, ListRefundsQuery
 from server.domain import metadata as caller_metadata
 from server.domain.captures import CANCELLATION_REASONS
@@ -373,6 +374,15 @@ def list_payouts_query(req: svc.ListPayoutsRequest) -> ListPayoutsQuery:
     destination = _enum(v, "destination_type", req.destination_type, _DESTINATION_TYPES, "payout destination type")
     v.raise_if_any()
     return ListPayoutsQuery(req.page_size, req.page_token, status, destination)
+
+
+def list_events_filters(req: svc.ListEventsRequest) -> tuple[frozenset[str], str | None]:
+    """ListEvents' page size and token checked as every listing's; its filters by the feed's rules."""
+    v = Violations()
+    _list_paging(v, req.page_size, req.page_token)
+    v.raise_if_any()
+    resource = any_resource_id(req.resource_id) if req.resource_id else None
+    return event_types(list(req.types)), resource
 
 
 def resource_id(field_value: str, kind: IdKind) -> str:
