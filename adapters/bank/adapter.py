@@ -294,7 +294,7 @@ class BankTransferAdapter:
             raise _nothing_executed(exc) from exc
         request_id = _request_id(response)
         if response.status_code != 200:
-            error = _http_error("payee verification", response, request_id)
+            error = _http_error("payee verification", response, request_id, keyed=False)
             raise _nothing_executed(error) if isinstance(error, PspUnavailableError) else error
         return payee_check.parse_answer(response, self._name, request_id)
 
@@ -575,8 +575,9 @@ _REJECTIONS: Final[dict[int, Rejection]] = {
 }
 
 
-def _http_error(operation: str, response: httpx.Response, request_id: str | None) -> Exception:
-    """The error for a non-success HTTP status (raised by the caller)."""
+def _http_error(operation: str, response: httpx.Response, request_id: str | None, *, keyed: bool = True) -> Exception:
+    """The error for a non-success HTTP status (raised by the caller). `keyed`: the request carried an
+    idempotency key; only then can a 422 mean that the key was used before."""
     status = response.status_code
     code, message = _error_body(response)
     what = f"bank gateway answered {operation} with HTTP {status}" + (f" {code}" if code else "")
@@ -592,6 +593,8 @@ def _http_error(operation: str, response: httpx.Response, request_id: str | None
         return PspUnavailableError(
             what, possibly_executed=True, retry_after=_retry_after(response), request_id=request_id
         )
+    if status == 422 and not keyed:  # a question without a key: the request itself was refused
+        return PspRejectedError(what, code=code or "unprocessable", request_id=request_id, rejection=Rejection.REQUEST)
     if status == 422 and code is None:
         code = "idempotency_key_reused"
     code = code or _REJECTION_CODES.get(status, f"http_{status}")

@@ -96,3 +96,18 @@ async def test_an_answer_the_scheme_does_not_define_is_no_answer() -> None:
         adapter = BankTransferAdapter("https://bank.example/api", "vop-token", DEBTOR, http=http)
         with pytest.raises(PspUnavailableError):
             await adapter.verify_payee(check("Müller GmbH"), Deadline.after(5))
+
+
+@pytest.mark.parametrize(("status", "rejection"), [(422, Rejection.REQUEST), (401, Rejection.CREDENTIALS)])
+async def test_a_refusal_of_the_question_is_never_read_as_a_used_key(status: int, rejection: Rejection) -> None:
+    """The check sends no idempotency key, so a 422 refuses the request (the payout then fails, nothing
+    having been sent) rather than saying a key was used before (which would leave it waiting for ever)."""
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(gateway)) as http:
+        adapter = BankTransferAdapter("https://bank.example/api", "vop-token", DEBTOR, http=http)
+        with pytest.raises(PspRejectedError) as caught:
+            await adapter.verify_payee(check("Müller GmbH"), Deadline.after(5))
+    assert caught.value.rejection is rejection
