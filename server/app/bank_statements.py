@@ -9,6 +9,7 @@ finance must look at. Nothing of a document is applied unless all of it is (docs
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -138,7 +139,8 @@ class BankStatements:
                 after = await self._store.feed_cursor(feed.name, kind)
                 for seq, data in await feed.documents_after(kind, after):
                     try:
-                        document = feed.read(data)
+                        # Parsing and XSD validation are CPU work: off the event loop that serves calls.
+                        document = await asyncio.to_thread(feed.read, data)
                         result = await self._store.import_document(
                             document, source=feed.name, at=self._now(), cursor=(feed.name, kind, seq)
                         )

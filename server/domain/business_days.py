@@ -9,6 +9,7 @@ Thursday before Easter is not reported as unbooked on Tuesday.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from functools import cache
 
 __all__ = ["add_business_days", "business_days_between", "easter_sunday", "is_business_day"]
 
@@ -28,6 +29,7 @@ def easter_sunday(year: int) -> date:
     return date(year, month, day + 1)
 
 
+@cache
 def _holidays(year: int) -> frozenset[date]:
     easter = easter_sunday(year)
     return frozenset(
