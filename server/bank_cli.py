@@ -50,7 +50,7 @@ async def _with_statements(settings: Settings, work: Any) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from adapters.bank.statements import read_camt
+    from adapters.bank.camt import parse_camt
     from server.app.bank_statements import BankStatements, StatementConflict
     from server.bootstrap import bank_message_versions
 
@@ -62,7 +62,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         for name in args.files:
             path = Path(name)
             try:
-                document = read_camt(await asyncio.to_thread(path.read_bytes), accepted)
+                document = parse_camt(await asyncio.to_thread(path.read_bytes), accepted)
                 result = await statements.import_document(document, f"file:{path.name}")
             except (OSError, ValueError, StatementConflict) as exc:
                 failed += 1

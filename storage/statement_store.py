@@ -217,10 +217,6 @@ class PostgresStatementStore:
             value = await conn.fetchval(_CURSOR, source, str(kind))
         return int(value) if value is not None else 0
 
-    async def advance_cursor(self, source: str, kind: ReportKind, seq: int) -> None:
-        async with self._db.connection() as conn:
-            await conn.execute(_ADVANCE, source, str(kind), seq)
-
     async def record_unbooked(self, as_of: date, grace_business_days: int) -> tuple[int, list[NewDiscrepancy]]:
         new: list[NewDiscrepancy] = []
         async with self._db.connection() as conn, conn.transaction():

@@ -21,7 +21,7 @@ from adapters.bank.camt import SUPPORTED_MESSAGES, parse_camt
 from adapters.bank.errors import BankError
 from server.domain.bank_statements import BankDocument, ReportKind
 
-__all__ = ["BankStatementFeed", "StatementFeedError", "read_camt"]
+__all__ = ["BankStatementFeed", "StatementFeedError"]
 
 _PATHS: Final = {ReportKind.STATEMENT: "statements", ReportKind.NOTIFICATION: "notifications"}
 _TIMEOUT_SECONDS: Final = 30.0
@@ -29,11 +29,6 @@ _TIMEOUT_SECONDS: Final = 30.0
 
 class StatementFeedError(BankError):
     """The gateway could not be asked or answered nonsense; the next round asks again."""
-
-
-def read_camt(data: bytes, accepted: Iterable[str] = SUPPORTED_MESSAGES) -> BankDocument:
-    """A camt.053/camt.054 document of an accepted version, XSD-validated (raises DocumentError)."""
-    return parse_camt(data, accepted)
 
 
 class BankStatementFeed:
@@ -51,7 +46,7 @@ class BankStatementFeed:
 
     def read(self, data: bytes) -> BankDocument:
         """Validate and read one document in a version this bank is configured to send."""
-        return read_camt(data, self._accepted)
+        return parse_camt(data, self._accepted)
 
     async def documents_after(self, kind: ReportKind, after: int) -> list[tuple[int, bytes]]:
         """(number, bytes) of every ``kind`` document the gateway numbered above ``after``, in order."""

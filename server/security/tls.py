@@ -52,19 +52,6 @@ def load_server_credentials(cert: Path, key: Path, client_ca: Path | None = None
     )
 
 
-def channel_credentials(
-    ca: Path | None = None, cert: Path | None = None, key: Path | None = None
-) -> grpc.ChannelCredentials:
-    """Client-side TLS: trust `ca` (default: the bundled public roots); present `cert`/`key` for mutual TLS."""
-    if (cert is None) != (key is None):
-        raise ConfigError("a client certificate and its private key must be given together")
-    return grpc.ssl_channel_credentials(
-        root_certificates=read_certificate(ca, "CA certificate") if ca is not None else None,
-        private_key=read_private_key(key, "client private key") if key is not None else None,
-        certificate_chain=read_certificate(cert, "client certificate") if cert is not None else None,
-    )
-
-
 def listen_host(address: str) -> str:
     """The host part of host:port ([v6]:port included)."""
     host, _, _ = address.rpartition(":")

@@ -12,10 +12,11 @@ import httpx
 import pytest
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
+from adapters.bank.camt import parse_camt
 from adapters.bank.errors import DocumentError
 from adapters.bank.pain001 import CreditTransfer, DebtorAccount, build_pain001, derive_message_ids
 from adapters.bank.pain002 import TransactionStatus, parse_pain002
-from adapters.bank.statements import BankStatementFeed, read_camt
+from adapters.bank.statements import BankStatementFeed
 from adapters.sandboxes.bank_sandbox import (
     DUPLICATE_REASON_CODE,
     FAULT_KINDS,
@@ -198,7 +199,7 @@ def test_scripted_rejections(
 def notifications(client: httpx.Client, after: int = 0) -> list[BankDocument]:
     listing = client.get("/v1/notifications", params={"after": str(after)})
     assert listing.status_code == 200
-    return [read_camt(client.get(f"/v1/notifications/{item['seq']}").content) for item in listing.json()["documents"]]
+    return [parse_camt(client.get(f"/v1/notifications/{item['seq']}").content) for item in listing.json()["documents"]]
 
 
 def test_return_after_settlement_comes_as_a_camt054_not_a_status(sandbox: BankSandbox, client: httpx.Client) -> None:

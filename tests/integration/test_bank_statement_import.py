@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from adapters.bank.camt import parse_camt
 from adapters.bank.pain001 import derive_message_ids
-from adapters.bank.statements import read_camt
 from server.app.bank_statements import BankStatements, StatementConflict, StatementPolicy
 from server.app.store import KeyClaim, Started, StoredReply, Transition
 from server.domain.bank_statements import BankDocument
@@ -42,7 +42,7 @@ def sample(name: str, payouts: dict[str, Payout] | None = None) -> BankDocument:
     data = (SAMPLES / name).read_bytes()
     for invented, payout in (payouts or {}).items():
         data = data.replace(f">{invented}<".encode(), f">{payout.psp_data['end_to_end_id']}<".encode())
-    return read_camt(data)
+    return parse_camt(data)
 
 
 async def payout(db: Database, amount_minor: int, status: str = "PAID", paid_at: datetime = AT) -> Payout:

@@ -47,9 +47,6 @@ class FakeStore:
     async def feed_cursor(self, source: str, kind: ReportKind) -> int:
         return self.cursors.get((source, kind), 0)
 
-    async def advance_cursor(self, source: str, kind: ReportKind, seq: int) -> None:
-        self.cursors[(source, kind)] = seq
-
     async def record_unbooked(self, as_of: date, grace_business_days: int) -> tuple[int, list[NewDiscrepancy]]:
         self.unbooked_asked.append(as_of)
         return 0, []
