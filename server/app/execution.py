@@ -137,13 +137,16 @@ async def drive(
     ctx: CallContext,
     policy: ExecutionPolicy,
     now: Callable[[], datetime],
+    psp_deadline: Deadline | None = None,
 ) -> Reply:
     """Phases 2 and 3 for a started (or resumed) execution: `send` (re)sends it, `look_up` asks the PSP
-    what became of it. What a PSP error proves is decided by the finality rule (domain/finality.py)."""
+    what became of it. What a PSP error proves is decided by the finality rule (domain/finality.py).
+    `psp_deadline`: the PSP budget, when the caller took it already (a payout's payee check and its
+    transfer share one); else one is taken from the call's deadline."""
     resource = started.resource
     public_id = format_id(id_kind(flow.resource_type), resource.id)
     telemetry.annotate(**{f"{flow.resource_type}.id": public_id, "psp": resource.psp})
-    deadline = policy.psp_deadline(ctx.deadline)
+    deadline = psp_deadline or policy.psp_deadline(ctx.deadline)
     try:
         outcome = await send(deadline)
     except PspUnavailableError as exc:

@@ -169,9 +169,11 @@ class Operations:
             checked = await self._payee_check.before_sending(started, ctx, budget)
             if isinstance(checked, Reply):
                 return checked
-            started, ctx = checked, dataclasses.replace(ctx, deadline=budget)
+            started = checked
+        else:
+            budget = None
         send, ask = await self._psp_calls(started.resource, key, started.operation)
-        return await self._complete(started, send if resend else ask, ask, ctx, settle=False)
+        return await self._complete(started, send if resend else ask, ask, ctx, settle=False, budget=budget)
 
     async def settle(
         self, started: Started[Payment] | Started[Refund] | Started[Payout], key: str, ctx: CallContext
@@ -198,7 +200,7 @@ class Operations:
 
     async def _complete(
         self, started: Started[Payment] | Started[Refund] | Started[Payout], call: PspCall, ask: PspCall,
-        ctx: CallContext, *, settle: bool,
+        ctx: CallContext, *, settle: bool, budget: Deadline | None = None,
     ) -> Reply:  # fmt: skip
         """Phases 2 and 3 with the resource type's flow and reply encoder: the PSP's answer recorded, or
         (`settle`) the PSP's last word before reconciliation."""
@@ -212,7 +214,7 @@ class Operations:
             return await self._settle(flow, started, ask, encode, ctx)
         return await drive(
             flow=flow, started=started, send=call, look_up=ask, store=self._store, encode=encode, ctx=ctx,
-            policy=self._policy, now=self._now,
+            policy=self._policy, now=self._now, psp_deadline=budget,
         )  # fmt: skip
 
     async def _settle(
